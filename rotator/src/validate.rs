@@ -226,3 +226,128 @@ fn verify_chain(
     .map(|_| ())
     .map_err(|err| ValidationError::Untrusted(err.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::source::dev::{DevCa, LeafSpec};
+
+    fn ca() -> DevCa {
+        DevCa::new("test CA", Duration::from_secs(3600)).expect("CA")
+    }
+
+    fn spec() -> LeafSpec {
+        LeafSpec {
+            common_name: "web".into(),
+            dns_names: vec!["web.local".into()],
+            uris: vec!["spiffe://example.org/web".into()],
+            ..Default::default()
+        }
+    }
+
+    fn issued(ca: &DevCa) -> Issued {
+        let leaf = ca.issue(&spec(), Duration::from_secs(600)).expect("leaf");
+        Issued {
+            chain: leaf.chain,
+            key: leaf.key,
+            trust: vec![ca.certificate().clone()],
+        }
+    }
+
+    #[test]
+    fn accepts_a_good_identity_and_summarises_it() {
+        let ca = ca();
+        let identity = Validator::default()
+            .check(issued(&ca), SystemTime::now())
+            .expect("valid");
+        assert_eq!(
+            identity.leaf.spiffe_id.as_deref(),
+            Some("spiffe://example.org/web")
+        );
+        assert_eq!(identity.leaf.common_name.as_deref(), Some("web"));
+        assert_eq!(identity.trust_summaries.len(), 1);
+        assert!(format!("{identity:?}").contains("key: \"...\""));
+    }
+
+    #[test]
+    fn refuses_a_key_that_belongs_to_another_certificate() {
+        let ca = ca();
+        let mut candidate = issued(&ca);
+        candidate.key = issued(&ca).key;
+        let err = Validator::default()
+            .check(candidate, SystemTime::now())
+            .unwrap_err();
+        assert_eq!(err.reason(), "key_mismatch");
+    }
+
+    #[test]
+    fn refuses_an_expired_leaf() {
+        let ca = ca();
+        let now = OffsetDateTime::now_utc();
+        let leaf = ca
+            .issue_between(
+                &spec(),
+                now - Duration::from_secs(600),
+                now - Duration::from_secs(60),
+            )
+            .expect("leaf");
+        let candidate = Issued {
+            chain: leaf.chain,
+            key: leaf.key,
+            trust: vec![ca.certificate().clone()],
+        };
+        let err = Validator::default()
+            .check(candidate, SystemTime::now())
+            .unwrap_err();
+        assert_eq!(err.reason(), "expired");
+    }
+
+    #[test]
+    fn refuses_a_leaf_from_another_ca() {
+        let mut candidate = issued(&ca());
+        candidate.trust = vec![ca().certificate().clone()];
+        let err = Validator::default()
+            .check(candidate, SystemTime::now())
+            .unwrap_err();
+        assert_eq!(err.reason(), "untrusted");
+    }
+
+    #[test]
+    fn refuses_the_wrong_identity() {
+        let validator = Validator {
+            expected: ExpectedIdentity {
+                spiffe_id: Some("spiffe://example.org/db".into()),
+                dns_name: None,
+            },
+            ..Validator::default()
+        };
+        let err = validator
+            .check(issued(&ca()), SystemTime::now())
+            .unwrap_err();
+        assert_eq!(err.reason(), "wrong_identity");
+
+        let validator = Validator {
+            expected: ExpectedIdentity {
+                spiffe_id: None,
+                dns_name: Some("WEB.local".into()),
+            },
+            ..Validator::default()
+        };
+        assert!(validator.check(issued(&ca()), SystemTime::now()).is_ok());
+    }
+
+    #[test]
+    fn accepts_a_trust_bundle_with_several_cas() {
+        let ca = ca();
+        let mut candidate = issued(&ca);
+        candidate.trust.insert(0, self::ca().certificate().clone());
+        let identity = Validator::default()
+            .check(candidate, SystemTime::now())
+            .expect("valid");
+        assert_eq!(identity.trust.len(), 2);
+    }
+}

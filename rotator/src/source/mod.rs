@@ -4,6 +4,7 @@
 //! to ask (from [`CertificateSource::refresh`]), validates what comes back and publishes it.
 //! Adding a source (Vault, Consul Connect) means implementing this trait, nothing in the proxy.
 
+pub mod any;
 pub mod dev;
 pub mod files;
 
@@ -13,8 +14,9 @@ use std::time::Duration;
 use crate::identity::{IdentityError, Issued};
 use crate::schedule::RenewPolicy;
 
+pub use any::{AnySource, DevConfig, SourceConfig};
 pub use dev::{DevCa, DevSource, LeafSpec};
-pub use files::FilesSource;
+pub use files::{FilesConfig, FilesSource};
 
 /// How a source wants to be refreshed.
 #[derive(Debug, Clone, PartialEq)]
