@@ -1,1 +1,6 @@
-//! placeholder
+//! The Portcullis data path and operator surface.
+//!
+//! - [`sniff`]: tells TLS from plaintext by a connection's first bytes.
+#![forbid(unsafe_code)]
+
+pub mod sniff;
