@@ -12,10 +12,15 @@
 //! - [`source`]: the [`CertificateSource`] trait and its implementations (files, the embedded
 //!   development CA, Vault PKI).
 //! - [`schedule`]: when to renew (fraction of lifetime, jitter, clamps, backoff).
+//! - [`cache`]: the last-known-good cache on disk, served at a cold start while the source is
+//!   down.
+//! - [`standalone`] and [`sink`]: `portcullis rotate`, the rotator alone, writing files for
+//!   daemons that cannot take certificates in memory, then telling them to reload.
 //! - [`rotator`]: the loop that obtains, validates, publishes and reschedules, and the
 //!   [`RotatorHandle`] that the admin API uses to force a renewal.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod crypto;
 pub mod identity;
 pub mod inspect;
@@ -25,6 +30,7 @@ pub mod source;
 pub mod store;
 pub mod validate;
 
+pub use cache::CacheConfig;
 pub use identity::{Identity, IdentityError, Issued};
 pub use rotator::{Rotator, RotatorHandle};
 pub use source::{CertificateSource, Refresh, SourceError};

@@ -6,19 +6,20 @@
 //! keeps serving until it really expires, and the loop retries with backoff.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::identity::Identity;
+use crate::cache::{Cache, CacheConfig};
+use crate::identity::{Identity, Issued};
 use crate::inspect::unix_seconds;
 use crate::schedule::Backoff;
 use crate::source::{CertificateSource, Refresh};
 use crate::store::IdentityStore;
-use crate::validate::Validator;
+use crate::validate::{ValidationError, Validator};
 
 /// What one attempt ended with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,6 +62,11 @@ pub struct RotationStatus {
     pub next_attempt: Option<i64>,
     pub last_outcome: Option<Outcome>,
     pub consecutive_failures: u32,
+    /// The serial and expiry (unix seconds) of the certificate in force.
+    pub serial: Option<String>,
+    pub not_after: Option<i64>,
+    /// True while the certificate in force came from the last-known-good cache.
+    pub from_cache: bool,
 }
 
 /// Sent by a [`RotatorHandle`].
@@ -107,7 +113,16 @@ pub struct Rotator<S> {
     commands: mpsc::Receiver<Command>,
     status: Arc<ArcSwap<RotationStatus>>,
     backoff: Backoff,
+    cache: Option<Cache>,
+    /// No upkeep before this instant (set after a failed upkeep, so it cannot spin).
+    upkeep_not_before: Instant,
 }
+
+/// How often the time-dependent gauges (seconds to expiry, lifetime used) are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The pause after a failed upkeep before the next one.
+const UPKEEP_RETRY: Duration = Duration::from_secs(5);
 
 impl<S: CertificateSource> Rotator<S> {
     /// A rotator publishing `source`'s identities to `store`, and the handle to drive it.
@@ -133,6 +148,8 @@ impl<S: CertificateSource> Rotator<S> {
             commands,
             status,
             backoff: Backoff::default(),
+            cache: None,
+            upkeep_not_before: Instant::now(),
         };
         (rotator, handle)
     }
@@ -143,25 +160,110 @@ impl<S: CertificateSource> Rotator<S> {
         self
     }
 
-    /// Runs until every handle is dropped. The first attempt happens at once.
+    /// Keeps the last-known-good identity in `cache`: written after each publication, and
+    /// served at start when the first attempt fails.
+    pub fn with_cache(mut self, cache: CacheConfig) -> Self {
+        self.cache = Some(Cache::new(&cache));
+        self
+    }
+
+    /// Runs until every handle is dropped. The first attempt happens at once; when it fails
+    /// and nothing is published yet, the cache (if any) is served meanwhile.
     pub async fn run(mut self) {
-        let mut delay = Duration::ZERO;
+        let outcome = self.attempt().await;
+        if !outcome.is_success() && self.store.load().is_none() {
+            self.serve_from_cache().await;
+        }
+        let mut next_attempt = Instant::now() + self.next_delay(&outcome);
+
         loop {
-            self.set_next_attempt(delay);
+            self.set_next_attempt(next_attempt);
+            self.update_gauges();
+            let upkeep_at = self
+                .source
+                .upkeep_in()
+                .map(|wait| (Instant::now() + wait).max(self.upkeep_not_before));
+            let wake = [
+                Some(next_attempt),
+                upkeep_at,
+                Some(Instant::now() + GAUGE_INTERVAL),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(next_attempt);
+
             let reply = tokio::select! {
-                () = tokio::time::sleep(delay) => None,
+                () = tokio::time::sleep_until(wake.into()) => None,
                 command = self.commands.recv() => match command {
                     Some(Command::RotateNow(reply)) => Some(reply),
                     None => return,
                 },
             };
 
-            let outcome = self.attempt().await;
-            delay = self.next_delay(&outcome);
-            if let Some(reply) = reply {
-                // The caller may have gone away; the outcome is in the status either way.
-                let _ = reply.send(outcome);
+            let now = Instant::now();
+            if reply.is_some() || now >= next_attempt {
+                let outcome = self.attempt().await;
+                next_attempt = Instant::now() + self.next_delay(&outcome);
+                if let Some(reply) = reply {
+                    // The caller may have gone away; the outcome is in the status either way.
+                    let _ = reply.send(outcome);
+                }
+            } else if upkeep_at.is_some_and(|at| now >= at) {
+                self.upkeep().await;
             }
+        }
+    }
+
+    /// Source upkeep between renewals; republishes when the trust bundle changed.
+    async fn upkeep(&mut self) {
+        let kind = self.source.kind();
+        let trust = match self.source.upkeep().await {
+            Ok(Some(trust)) => trust,
+            Ok(None) => return,
+            Err(err) => {
+                warn!(source = kind, reason = err.reason(), error = %err, "source upkeep failed");
+                self.upkeep_not_before = Instant::now() + UPKEEP_RETRY;
+                return;
+            }
+        };
+        let Some(current) = self.store.load() else {
+            return;
+        };
+        let candidate = Issued {
+            chain: current.chain().to_vec(),
+            key: current.private_key().clone_key(),
+            trust,
+        };
+        let outcome = match self.validator.check(candidate, SystemTime::now()) {
+            Ok(identity) => self.publish(identity).await,
+            Err(err) => self.refused(err),
+        };
+        info!(
+            source = kind,
+            result = outcome.label(),
+            "trust bundle refresh"
+        );
+        metrics::counter!("portcullis_certificate_reloads_total",
+            "source" => kind, "result" => outcome.label())
+        .increment(1);
+    }
+
+    async fn serve_from_cache(&mut self) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        let kind = self.source.kind();
+        match cache.load(&self.validator).await {
+            Some(identity) => {
+                warn!(source = kind, serial = %identity.leaf.serial,
+                    not_after = identity.leaf.not_after, cache = %cache.dir().display(),
+                    "source unavailable at start; serving the last-known-good certificate");
+                self.set_current(&identity, true);
+                self.store.publish(identity);
+            }
+            None => warn!(source = kind, cache = %cache.dir().display(),
+                "source unavailable at start and no usable cached certificate"),
         }
     }
 
@@ -182,15 +284,8 @@ impl<S: CertificateSource> Rotator<S> {
                 }
             }
             Ok(issued) => match self.validator.check(issued, SystemTime::now()) {
-                Err(err) => {
-                    warn!(source = kind, reason = err.reason(), error = %err,
-                        "certificate refused; the current one keeps serving");
-                    Outcome::Refused {
-                        reason: err.reason().into(),
-                        detail: err.to_string(),
-                    }
-                }
-                Ok(identity) => self.publish(identity),
+                Err(err) => self.refused(err),
+                Ok(identity) => self.publish(identity).await,
             },
         };
 
@@ -201,7 +296,20 @@ impl<S: CertificateSource> Rotator<S> {
         outcome
     }
 
-    fn publish(&mut self, identity: Identity) -> Outcome {
+    fn refused(&self, err: ValidationError) -> Outcome {
+        let kind = self.source.kind();
+        warn!(source = kind, reason = err.reason(), error = %err,
+            "certificate refused; the current one keeps serving");
+        metrics::counter!("portcullis_certificate_refused_total",
+            "source" => kind, "reason" => err.reason())
+        .increment(1);
+        Outcome::Refused {
+            reason: err.reason().into(),
+            detail: err.to_string(),
+        }
+    }
+
+    async fn publish(&mut self, identity: Identity) -> Outcome {
         let kind = self.source.kind();
         let serial = identity.leaf.serial.clone();
         if let Some(current) = self.store.load() {
@@ -214,12 +322,47 @@ impl<S: CertificateSource> Rotator<S> {
         let not_after = identity.leaf.not_after;
         info!(source = kind, serial = %serial, subject = %identity.leaf.subject,
             not_after, trust_anchors = identity.trust.len(), "publishing certificate");
+        if let Some(cache) = &self.cache {
+            // A cache failure costs only the cold-start fallback: log it and go on.
+            if let Err(err) = cache.store(&identity).await {
+                warn!(source = kind, error = %err, "cannot write the last-known-good cache");
+            }
+        }
+        metrics::gauge!("portcullis_certificate_last_renewal_timestamp_seconds", "source" => kind)
+            .set(unix_seconds(SystemTime::now()) as f64);
+        self.set_current(&identity, false);
+        self.store.publish(identity);
+        self.update_gauges();
+        Outcome::Published { serial, not_after }
+    }
+
+    /// Records the identity about to be published in the status and the static gauges.
+    fn set_current(&self, identity: &Identity, from_cache: bool) {
+        let kind = self.source.kind();
         metrics::gauge!("portcullis_certificate_not_after_seconds", "source" => kind)
-            .set(not_after as f64);
+            .set(identity.leaf.not_after as f64);
         metrics::gauge!("portcullis_certificate_not_before_seconds", "source" => kind)
             .set(identity.leaf.not_before as f64);
-        self.store.publish(identity);
-        Outcome::Published { serial, not_after }
+        let mut status = RotationStatus::clone(&self.status.load());
+        status.serial = Some(identity.leaf.serial.clone());
+        status.not_after = Some(identity.leaf.not_after);
+        status.from_cache = from_cache;
+        self.status.store(Arc::new(status));
+    }
+
+    /// Refreshes the gauges that move with time.
+    fn update_gauges(&self) {
+        let Some(identity) = self.store.load() else {
+            return;
+        };
+        let kind = self.source.kind();
+        let now = unix_seconds(SystemTime::now());
+        let (not_before, not_after) = (identity.leaf.not_before, identity.leaf.not_after);
+        let lifetime = (not_after - not_before).max(1) as f64;
+        metrics::gauge!("portcullis_certificate_seconds_to_expiry", "source" => kind)
+            .set((not_after - now) as f64);
+        metrics::gauge!("portcullis_certificate_lifetime_used_ratio", "source" => kind)
+            .set(((now - not_before) as f64 / lifetime).clamp(0.0, 1.0));
     }
 
     fn next_delay(&mut self, outcome: &Outcome) -> Duration {
@@ -255,7 +398,8 @@ impl<S: CertificateSource> Rotator<S> {
         self.status.store(Arc::new(status));
     }
 
-    fn set_next_attempt(&self, delay: Duration) {
+    fn set_next_attempt(&self, at: Instant) {
+        let delay = at.saturating_duration_since(Instant::now());
         let mut status = RotationStatus::clone(&self.status.load());
         status.next_attempt = Some(unix_seconds(SystemTime::now() + delay));
         self.status.store(Arc::new(status));

@@ -154,6 +154,19 @@ pub mod humantime {
         }
     }
 
+    /// The same for `Option<Duration>` fields (absent means `None`; use with `#[serde(default)]`).
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::Deserializer;
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(deserializer).map(Some)
+        }
+    }
+
     /// Parses `"250ms"`, `"90s"`, `"5m"`, `"2h"`, `"1d"` or `"30"` (seconds).
     pub fn parse(text: &str) -> Result<Duration, String> {
         let text = text.trim();

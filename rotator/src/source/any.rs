@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::dev::{DevCa, DevSource, LeafSpec};
 use super::files::{FilesConfig, FilesSource};
+use super::vault::{VaultConfig, VaultSource};
 use super::{CertificateSource, Refresh, SourceError};
 use crate::identity::Issued;
 use crate::schedule::RenewPolicy;
@@ -22,6 +23,8 @@ pub enum SourceConfig {
     Files(FilesConfig),
     /// The embedded development CA (demos and tests).
     Dev(DevConfig),
+    /// Vault (or OpenBao) PKI.
+    Vault(Box<VaultConfig>),
 }
 
 /// The `[source]` table for `kind = "dev"`.
@@ -71,6 +74,7 @@ impl DevConfig {
 pub enum AnySource {
     Files(FilesSource),
     Dev(DevSource),
+    Vault(Box<VaultSource>),
 }
 
 impl AnySource {
@@ -93,6 +97,9 @@ impl AnySource {
                     dev.renew.clone(),
                 )))
             }
+            SourceConfig::Vault(vault) => Ok(Self::Vault(Box::new(
+                VaultSource::new(VaultConfig::clone(vault)).await?,
+            ))),
         }
     }
 }
@@ -107,6 +114,7 @@ impl CertificateSource for AnySource {
         match self {
             Self::Files(source) => source.describe(),
             Self::Dev(source) => source.describe(),
+            Self::Vault(source) => source.describe(),
         }
     }
 
@@ -114,6 +122,7 @@ impl CertificateSource for AnySource {
         match self {
             Self::Files(source) => source.kind(),
             Self::Dev(source) => source.kind(),
+            Self::Vault(source) => source.kind(),
         }
     }
 
@@ -121,6 +130,7 @@ impl CertificateSource for AnySource {
         match self {
             Self::Files(source) => source.refresh(),
             Self::Dev(source) => source.refresh(),
+            Self::Vault(source) => source.refresh(),
         }
     }
 
@@ -128,6 +138,25 @@ impl CertificateSource for AnySource {
         match self {
             Self::Files(source) => source.obtain().await,
             Self::Dev(source) => source.obtain().await,
+            Self::Vault(source) => source.obtain().await,
+        }
+    }
+
+    fn upkeep_in(&self) -> Option<Duration> {
+        match self {
+            Self::Files(source) => source.upkeep_in(),
+            Self::Dev(source) => source.upkeep_in(),
+            Self::Vault(source) => source.upkeep_in(),
+        }
+    }
+
+    async fn upkeep(
+        &mut self,
+    ) -> Result<Option<Vec<rustls_pki_types::CertificateDer<'static>>>, SourceError> {
+        match self {
+            Self::Files(source) => source.upkeep().await,
+            Self::Dev(source) => source.upkeep().await,
+            Self::Vault(source) => source.upkeep().await,
         }
     }
 }

@@ -7,9 +7,12 @@
 pub mod any;
 pub mod dev;
 pub mod files;
+pub mod vault;
 
 use std::future::Future;
 use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
 
 use crate::identity::{IdentityError, Issued};
 use crate::schedule::RenewPolicy;
@@ -17,6 +20,7 @@ use crate::schedule::RenewPolicy;
 pub use any::{AnySource, DevConfig, SourceConfig};
 pub use dev::{DevCa, DevSource, LeafSpec};
 pub use files::{FilesConfig, FilesSource};
+pub use vault::{VaultConfig, VaultSource};
 
 /// How a source wants to be refreshed.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,4 +75,19 @@ pub trait CertificateSource: Send + 'static {
 
     /// Obtains material now. Called by the rotator only; never concurrently.
     fn obtain(&mut self) -> impl Future<Output = Result<Issued, SourceError>> + Send;
+
+    /// How long until the source wants to do background upkeep (keeping a login alive,
+    /// refreshing the trust bundle), if ever. Default: never.
+    fn upkeep_in(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Background upkeep between renewals. Returns the trust bundle when it changed, for the
+    /// rotator to republish with the certificate in force. Default: nothing to do.
+    fn upkeep(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<Vec<CertificateDer<'static>>>, SourceError>> + Send
+    {
+        std::future::ready(Ok(None))
+    }
 }
