@@ -148,9 +148,16 @@ if [[ -z "$bin" ]] || ! "$bin" --help 2>/dev/null | grep -qw check; then
 else
     for config in "$work"/*.toml; do
         [[ -e "$config" ]] || continue
-        # Connect-native configs need the Consul source; see the job file's header.
+        # A config marked `# provisional: consul source` needs a source Portcullis does not
+        # have yet: its refusal is expected, and reported as such.
+        provisional=0
+        grep -q '^# provisional: consul source' "$config" && provisional=1
         if "$bin" check --config "$config" >"$work/check.out" 2>&1; then
             echo "ok    $(basename "$config")"
+            [[ "$provisional" == 1 ]] && echo "      (provisional config accepted: drop the PROVISIONAL marks)"
+        elif [[ "$provisional" == 1 ]]; then
+            echo "EXPECTED FAIL  $(basename "$config") (no consul source yet):"
+            sed 's/^/      /' "$work/check.out"
         else
             echo "FAIL  $(basename "$config")"; sed 's/^/      /' "$work/check.out"; failed=1
         fi
