@@ -218,7 +218,9 @@ job "payments" {
         change_mode = "noop"
       }
 
-      # Admin token for the mutating endpoints, readable by this task only.
+      # Admin token for the mutating endpoints, readable by this task only. Portcullis reads
+      # it at start, so a new token applies at the next restart of this task (noop here: a
+      # restart would cut the connections it carries).
       template {
         destination = "secrets/admin-token"
         perms       = "0400"
@@ -230,9 +232,10 @@ job "payments" {
 
       # The Portcullis configuration. ${...} is filled in by Nomad when the job is parsed
       # (job variables); {{ ... }} when the template is rendered on the client. A change of
-      # the Nomad variable (mode) re-renders the file and sends SIGHUP: Portcullis reloads it
-      # without dropping connections, or refuses it whole and keeps the old one
-      # (portcullis_config_reloads_total{result="refused"}).
+      # the Nomad variable (mode) re-renders the file and sends SIGHUP: Portcullis applies
+      # [auth] (mode, allow-list) without dropping connections, or refuses the file whole
+      # and keeps the old one (portcullis_config_reloads_total{result="refused"}). Other
+      # sections need a restart, which a job update does anyway (new allocations).
       template {
         destination   = "local/portcullis.toml"
         change_mode   = "signal"
