@@ -159,8 +159,9 @@ job "payments" {
       }
 
       config {
-        image = var.portcullis_image
-        args  = ["run", "--config", "/local/portcullis.toml"]
+        image      = var.portcullis_image
+        entrypoint = ["/usr/local/bin/portcullis"]
+        args       = ["run", "--config", "/local/portcullis.toml"]
       }
 
       # Task identity for Consul (templates reading Consul, and the task's own Consul token).

@@ -200,8 +200,9 @@ job "payments" {
       }
 
       config {
-        image = var.portcullis_image
-        args  = ["run", "--config", "/local/portcullis.toml"]
+        image      = var.portcullis_image
+        entrypoint = ["/usr/local/bin/portcullis"]
+        args       = ["run", "--config", "/local/portcullis.toml"]
         # No `ports` here: in bridge mode the group's network block maps them.
       }
 
