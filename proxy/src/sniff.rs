@@ -2,7 +2,9 @@
 //!
 //! A TLS connection opens with a handshake record: content type 22 (`0x16`), then a legacy
 //! record version whose major byte is 3. No HTTP method, nor any printable protocol greeting,
-//! starts with byte 22, so two bytes settle it.
+//! starts with byte 22, so the first byte settles it; the second confirms it when present.
+//! Deciding on one byte matters: a peek may return a single byte, and waiting for more would
+//! mean polling a socket whose readiness does not change.
 
 /// What the first bytes of a connection look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,7 +13,7 @@ pub enum FirstBytes {
     Tls,
     /// Anything else: treated as plaintext.
     Plaintext,
-    /// Not enough bytes yet to decide.
+    /// No bytes yet.
     NeedMore,
 }
 
@@ -24,7 +26,7 @@ const RECORD_MAJOR: u8 = 0x03;
 pub fn classify_first_bytes(bytes: &[u8]) -> FirstBytes {
     match bytes {
         [] => FirstBytes::NeedMore,
-        [HANDSHAKE] => FirstBytes::NeedMore,
+        [HANDSHAKE] => FirstBytes::Tls,
         [HANDSHAKE, RECORD_MAJOR, ..] => FirstBytes::Tls,
         _ => FirstBytes::Plaintext,
     }
@@ -37,7 +39,7 @@ mod tests {
     #[test]
     fn tells_tls_from_plaintext() {
         assert_eq!(classify_first_bytes(b""), FirstBytes::NeedMore);
-        assert_eq!(classify_first_bytes(&[0x16]), FirstBytes::NeedMore);
+        assert_eq!(classify_first_bytes(&[0x16]), FirstBytes::Tls);
         assert_eq!(
             classify_first_bytes(&[0x16, 0x03, 0x01, 0x02, 0x00]),
             FirstBytes::Tls

@@ -1,0 +1,257 @@
+//! TLS server configuration, rebuilt from each published identity and swapped atomically.
+//!
+//! [`TlsState::follow`] waits for the rotator to publish an identity, builds one rustls
+//! `ServerConfig` per (mode, protocol) pair from it, and stores them behind one `arc-swap`
+//! pointer. A new handshake loads the current set; established connections keep what they
+//! negotiated. The ticket keys and the session cache are shared by every generation, so
+//! resumption keeps working across certificate rotations.
+
+mod verifier;
+
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use rustls::crypto::CryptoProvider;
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
+use rustls::sign::SingleCertAndKey;
+use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
+use tracing::{info, warn};
+
+use portcullis_rotator::{Identity, IdentityStore};
+
+use crate::authz::AllowList;
+use crate::config::{Protocol, TlsConfig};
+use crate::mode::Mode;
+
+pub use verifier::{ChainCheck, ClientVerifier};
+
+/// TLS settings checked once from the `[tls]` table.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    provider: Arc<CryptoProvider>,
+    versions: Vec<&'static SupportedProtocolVersion>,
+    session_tickets: bool,
+    session_cache_size: usize,
+}
+
+/// Checks the `[tls]` table and turns names into rustls values.
+pub fn settings_from_config(config: &TlsConfig) -> Result<TlsSettings, String> {
+    use portcullis_rotator::crypto;
+
+    let mut provider = CryptoProvider::clone(&crypto::provider());
+    if !config.cipher_suites.is_empty() {
+        provider.cipher_suites = config
+            .cipher_suites
+            .iter()
+            .map(|name| {
+                crypto::suite_by_name(name).ok_or_else(|| format!("unknown cipher suite {name:?}"))
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    if !config.kx_groups.is_empty() {
+        provider.kx_groups = config
+            .kx_groups
+            .iter()
+            .map(|name| {
+                crypto::group_by_name(name)
+                    .ok_or_else(|| format!("unknown key exchange group {name:?}"))
+            })
+            .collect::<Result<_, _>>()?;
+    }
+
+    let versions = match config.min_version.as_str() {
+        "1.2" => vec![&rustls::version::TLS13, &rustls::version::TLS12],
+        "1.3" => vec![&rustls::version::TLS13],
+        other => {
+            return Err(format!(
+                "tls.min_version {other:?}: expected \"1.2\" or \"1.3\""
+            ));
+        }
+    };
+    let usable = provider
+        .cipher_suites
+        .iter()
+        .any(|suite| versions.iter().any(|version| suite.version() == *version));
+    if !usable {
+        return Err("tls.cipher_suites: no suite usable with the allowed versions".into());
+    }
+
+    Ok(TlsSettings {
+        provider: Arc::new(provider),
+        versions,
+        session_tickets: config.session_tickets,
+        session_cache_size: config.session_cache_size,
+    })
+}
+
+/// The server configurations for one published identity.
+#[derive(Debug)]
+pub struct TlsConfigs {
+    pub identity: Arc<Identity>,
+    strict_tcp: Arc<ServerConfig>,
+    strict_http: Arc<ServerConfig>,
+    permissive_tcp: Arc<ServerConfig>,
+    permissive_http: Arc<ServerConfig>,
+    /// The strict verifier, for checking resumed and permissive connections after the
+    /// handshake.
+    pub verifier: Arc<ClientVerifier>,
+}
+
+impl TlsConfigs {
+    /// The configuration a new connection gets.
+    pub fn server_config(&self, mode: Mode, protocol: Protocol) -> Arc<ServerConfig> {
+        match (mode, protocol) {
+            (Mode::Strict, Protocol::Tcp) => self.strict_tcp.clone(),
+            (Mode::Strict, Protocol::Http) => self.strict_http.clone(),
+            (Mode::Permissive, Protocol::Tcp) => self.permissive_tcp.clone(),
+            (Mode::Permissive, Protocol::Http) => self.permissive_http.clone(),
+        }
+    }
+}
+
+/// The TLS configuration in force, swapped on each publication.
+#[derive(Debug)]
+pub struct TlsState {
+    current: ArcSwapOption<TlsConfigs>,
+    settings: TlsSettings,
+    allow: Arc<ArcSwap<AllowList>>,
+    /// Shared by every generation so tickets stay valid across rotations.
+    ticketer: Arc<dyn ProducesTickets>,
+    /// Shared by every generation so TLS 1.2 session IDs stay valid across rotations.
+    sessions: Arc<dyn StoresServerSessions>,
+}
+
+impl TlsState {
+    pub fn new(settings: TlsSettings, allow: Arc<ArcSwap<AllowList>>) -> Result<Self, String> {
+        let ticketer: Arc<dyn ProducesTickets> = if settings.session_tickets {
+            rustls::crypto::aws_lc_rs::Ticketer::new()
+                .map_err(|err| format!("cannot create the session ticketer: {err}"))?
+        } else {
+            Arc::new(NoTickets)
+        };
+        let sessions: Arc<dyn StoresServerSessions> = if settings.session_cache_size > 0 {
+            ServerSessionMemoryCache::new(settings.session_cache_size)
+        } else {
+            Arc::new(NoServerSessionStorage {})
+        };
+        Ok(Self {
+            current: ArcSwapOption::empty(),
+            settings,
+            allow,
+            ticketer,
+            sessions,
+        })
+    }
+
+    /// The configurations in force, if an identity was published.
+    pub fn load(&self) -> Option<Arc<TlsConfigs>> {
+        self.current.load_full()
+    }
+
+    /// Builds and installs the configurations for `identity`.
+    pub fn install(&self, identity: Arc<Identity>) -> Result<(), rustls::Error> {
+        let configs = self.build(identity)?;
+        self.current.store(Some(Arc::new(configs)));
+        Ok(())
+    }
+
+    /// Follows `store`: installs every identity it publishes, until the store is dropped.
+    pub async fn follow(self: Arc<Self>, store: Arc<IdentityStore>) {
+        let mut changes = store.subscribe();
+        loop {
+            if let Some(identity) = store.load() {
+                let serial = identity.leaf.serial.clone();
+                match self.install(identity) {
+                    Ok(()) => info!(serial = %serial, "serving new certificate"),
+                    Err(err) => warn!(serial = %serial, error = %err,
+                        "cannot build a TLS configuration; the previous one keeps serving"),
+                }
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn build(&self, identity: Arc<Identity>) -> Result<TlsConfigs, rustls::Error> {
+        let mut roots = RootCertStore::empty();
+        for cert in &identity.trust {
+            roots.add(cert.clone())?;
+        }
+        let chain = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.settings.provider.clone(),
+        )
+        .build()
+        .map_err(|err| rustls::Error::General(err.to_string()))?;
+
+        let verifier = |strict| {
+            Arc::new(ClientVerifier::new(
+                chain.clone(),
+                self.allow.clone(),
+                self.settings.provider.clone(),
+                strict,
+            ))
+        };
+        let strict = verifier(true);
+        let permissive = verifier(false);
+
+        let config = |verifier: Arc<ClientVerifier>, protocol| {
+            self.server_config(&identity, verifier, protocol)
+        };
+        Ok(TlsConfigs {
+            strict_tcp: config(strict.clone(), Protocol::Tcp)?,
+            strict_http: config(strict.clone(), Protocol::Http)?,
+            permissive_tcp: config(permissive.clone(), Protocol::Tcp)?,
+            permissive_http: config(permissive, Protocol::Http)?,
+            verifier: strict,
+            identity,
+        })
+    }
+
+    fn server_config(
+        &self,
+        identity: &Identity,
+        verifier: Arc<ClientVerifier>,
+        protocol: Protocol,
+    ) -> Result<Arc<ServerConfig>, rustls::Error> {
+        let resolver = SingleCertAndKey::from(identity.certified_key.clone());
+        let mut config = ServerConfig::builder_with_provider(self.settings.provider.clone())
+            .with_protocol_versions(&self.settings.versions)?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(Arc::new(resolver));
+
+        config.ticketer = self.ticketer.clone();
+        config.session_storage = self.sessions.clone();
+        if !self.settings.session_tickets {
+            config.send_tls13_tickets = 0;
+        }
+        if protocol == Protocol::Http {
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        }
+        Ok(Arc::new(config))
+    }
+}
+
+/// A ticketer that issues nothing, for `session_tickets = false`.
+#[derive(Debug)]
+struct NoTickets;
+
+impl ProducesTickets for NoTickets {
+    fn enabled(&self) -> bool {
+        false
+    }
+
+    fn lifetime(&self) -> u32 {
+        0
+    }
+
+    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn decrypt(&self, _cipher: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+}

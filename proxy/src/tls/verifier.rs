@@ -1,0 +1,150 @@
+//! The client certificate verifier used in both modes.
+//!
+//! In strict mode it requires a certificate, verifies its chain against the trust bundle in
+//! force and checks the allow-list during the handshake, so a refused client gets a TLS alert
+//! rather than a silent close. In permissive mode it asks for a certificate but accepts any
+//! (still checking the handshake signatures, which prove possession of the key); the proxy then
+//! classifies the connection after the handshake with [`ClientVerifier::check_chain`].
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls_pki_types::{CertificateDer, UnixTime};
+
+use portcullis_rotator::inspect::CertSummary;
+
+use crate::authz::AllowList;
+
+/// Verifies client certificates against one trust bundle and the live allow-list.
+#[derive(Debug)]
+pub struct ClientVerifier {
+    /// rustls's WebPKI verifier built over the trust bundle published with our identity.
+    chain: Arc<dyn ClientCertVerifier>,
+    /// The allow-list, swapped whole on a configuration reload.
+    allow: Arc<ArcSwap<AllowList>>,
+    provider: Arc<CryptoProvider>,
+    /// Strict: certificate required, chain and allow-list enforced in the handshake.
+    strict: bool,
+}
+
+impl ClientVerifier {
+    pub fn new(
+        chain: Arc<dyn ClientCertVerifier>,
+        allow: Arc<ArcSwap<AllowList>>,
+        provider: Arc<CryptoProvider>,
+        strict: bool,
+    ) -> Self {
+        Self {
+            chain,
+            allow,
+            provider,
+            strict,
+        }
+    }
+
+    /// Verifies a presented chain (leaf first) as strict mode would, now.
+    pub fn check_chain(&self, certs: &[CertificateDer<'_>]) -> ChainCheck {
+        let Some((leaf, intermediates)) = certs.split_first() else {
+            return ChainCheck::NoCertificate;
+        };
+        let summary = CertSummary::from_der(leaf).ok();
+        if self
+            .chain
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .is_err()
+        {
+            return ChainCheck::Invalid(summary);
+        }
+        match summary {
+            Some(summary) if self.allow.load().authorizes(&summary) => {
+                ChainCheck::Authorized(summary)
+            }
+            Some(summary) => ChainCheck::Unauthorized(summary),
+            None => ChainCheck::Invalid(None),
+        }
+    }
+}
+
+/// The result of [`ClientVerifier::check_chain`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainCheck {
+    NoCertificate,
+    /// The chain does not verify (wrong CA, expired, malformed).
+    Invalid(Option<CertSummary>),
+    /// The chain verifies but no allow-list entry matches.
+    Unauthorized(CertSummary),
+    Authorized(CertSummary),
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.strict
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.chain.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if !self.strict {
+            return Ok(ClientCertVerified::assertion());
+        }
+        self.chain
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let summary = CertSummary::from_der(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if !self.allow.load().authorizes(&summary) {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ));
+        }
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
