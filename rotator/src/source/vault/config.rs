@@ -24,8 +24,9 @@ pub struct VaultConfig {
     pub mount: String,
     /// The PKI role to sign or issue with. Required.
     pub role: String,
-    /// `sign` (a CSR made here; the key never leaves the process) or `issue` (Vault makes the
-    /// key). Default `sign`.
+    /// `sign` (a CSR made here, ECDSA P-256; the key never leaves the process) or `issue`
+    /// (Vault makes the key; the role must then name a `key_type` other than `any`, since the
+    /// request carries none). Default `sign`.
     #[serde(default)]
     pub method: IssueMethod,
     /// The certificate's common name. Required.

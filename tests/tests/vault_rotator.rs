@@ -1,0 +1,353 @@
+//! The rotator's Vault source against a real OpenBao dev server: sign and issue, repeated
+//! renewals, AppRole with token renewal, Vault going away and coming back, a cold start from
+//! the cache, a CA rotation, and a certificate for the wrong identity.
+
+use std::time::Duration;
+
+use portcullis_rotator::rotator::Outcome;
+use portcullis_rotator::schedule::Backoff;
+use portcullis_rotator::source::vault::VaultConfig;
+use portcullis_rotator::source::{SourceConfig, VaultSource};
+use portcullis_rotator::{CacheConfig, ExpectedIdentity, IdentityStore, Rotator, Validator};
+use portcullis_tests::bao::{Bao, PKI_POLICY};
+
+const SPIFFE_ID: &str = "spiffe://example.org/web";
+
+/// A `[source]` table for `bao`, with `extra` TOML lines appended.
+fn vault_config(bao: &Bao, extra: &str) -> VaultConfig {
+    let text = format!(
+        r#"
+        address = "{}"
+        role = "web"
+        common_name = "web.example.org"
+        dns_names = ["web.example.org", "localhost"]
+        uri_sans = ["{SPIFFE_ID}"]
+        ip_sans = ["127.0.0.1"]
+        {extra}
+        "#,
+        bao.addr()
+    );
+    toml::from_str(&text).expect("vault config")
+}
+
+fn token_auth(bao: &Bao) -> String {
+    let path = bao.dir().join("token");
+    std::fs::write(&path, bao.token()).expect("write token");
+    format!(
+        "auth = {{ method = \"token\", token_file = \"{}\" }}",
+        path.display()
+    )
+}
+
+fn validator() -> Validator {
+    Validator {
+        expected: ExpectedIdentity {
+            spiffe_id: Some(SPIFFE_ID.into()),
+            dns_name: None,
+        },
+        ..Validator::default()
+    }
+}
+
+async fn source(config: VaultConfig) -> VaultSource {
+    VaultSource::new(config).await.expect("vault source")
+}
+
+fn quick_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(2))
+}
+
+/// Waits (bounded) until `check` holds, polling every 100 ms.
+async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signs_a_local_csr_and_issues_and_vault_caps_the_ttl() {
+    let bao = Bao::start();
+    bao.bootstrap_pki("30s");
+
+    for method in ["sign", "issue"] {
+        // Ask for an hour: the role caps it at 30 s without refusing.
+        let extra = format!("method = \"{method}\"\nttl = \"1h\"\n{}", token_auth(&bao));
+        let store = IdentityStore::new();
+        let (mut rotator, _handle) = Rotator::new(
+            source(vault_config(&bao, &extra)).await,
+            validator(),
+            store.clone(),
+        );
+        let outcome = rotator.attempt().await;
+        assert!(
+            matches!(outcome, Outcome::Published { .. }),
+            "{method}: {outcome:?}"
+        );
+
+        let identity = store.load().expect("published");
+        assert_eq!(identity.leaf.spiffe_id.as_deref(), Some(SPIFFE_ID));
+        assert!(
+            identity
+                .leaf
+                .dns_names
+                .contains(&"web.example.org".to_owned())
+        );
+        assert_eq!(identity.leaf.ip_addresses, vec!["127.0.0.1".to_owned()]);
+        let lifetime = identity.leaf.lifetime().as_secs();
+        assert!(
+            (30..=32).contains(&lifetime),
+            "{method}: lifetime {lifetime}s"
+        );
+        assert_eq!(identity.trust.len(), 1, "{method}: one issuer");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renews_repeatedly_from_the_certificates_own_lifetime() {
+    let bao = Bao::start();
+    bao.bootstrap_pki("6s");
+    let extra = format!("renew = {{ min_interval = \"1s\" }}\n{}", token_auth(&bao));
+    let store = IdentityStore::new();
+    let (rotator, handle) = Rotator::new(
+        source(vault_config(&bao, &extra)).await,
+        validator(),
+        store.clone(),
+    );
+    let task = tokio::spawn(rotator.run());
+
+    // 6 s certificates renewed at about 2/3: three publications within ~15 s.
+    let mut serials = Vec::new();
+    let mut generations = store.subscribe();
+    for _ in 0..3 {
+        tokio::time::timeout(Duration::from_secs(10), generations.changed())
+            .await
+            .expect("a renewal within 10 s")
+            .expect("store alive");
+        let identity = store.load().expect("published");
+        assert!(
+            !serials.contains(&identity.leaf.serial),
+            "a new serial each time"
+        );
+        serials.push(identity.leaf.serial.clone());
+    }
+    let status = handle.status();
+    assert!(status.next_attempt.is_some() && status.serial.is_some());
+    assert_eq!(status.consecutive_failures, 0);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approle_logs_in_once_and_renews_its_token() {
+    let bao = Bao::start();
+    bao.bootstrap_pki("60s");
+    bao.policy("portcullis", PKI_POLICY);
+    // A secret ID good for one login only: success after the token's TTL proves renewal.
+    let (role_id, secret_id) = bao.approle("portcullis", "4s", "10m", 1);
+    let extra = format!(
+        "auth = {{ method = \"approle\", role_id_file = \"{}\", secret_id_file = \"{}\" }}",
+        role_id.display(),
+        secret_id.display()
+    );
+    let store = IdentityStore::new();
+    let (rotator, handle) = Rotator::new(
+        source(vault_config(&bao, &extra)).await,
+        validator(),
+        store.clone(),
+    );
+    let task = tokio::spawn(rotator.run());
+    eventually("first certificate", Duration::from_secs(10), || {
+        store.load().is_some()
+    })
+    .await;
+    let first = store.load().expect("published").leaf.serial.clone();
+
+    // Past the 4 s token TTL: the rotator's upkeep must have renewed it.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let outcome = handle.rotate_now().await.expect("rotator running");
+    assert!(matches!(outcome, Outcome::Published { .. }), "{outcome:?}");
+    assert_ne!(store.load().expect("published").leaf.serial, first);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeps_serving_while_vault_is_down_and_recovers() {
+    let mut bao = Bao::start();
+    bao.bootstrap_pki("20s");
+    let store = IdentityStore::new();
+    let (rotator, handle) = Rotator::new(
+        source(vault_config(&bao, &token_auth(&bao))).await,
+        validator(),
+        store.clone(),
+    );
+    let task = tokio::spawn(rotator.with_backoff(quick_backoff()).run());
+    eventually("first certificate", Duration::from_secs(10), || {
+        store.load().is_some()
+    })
+    .await;
+    let first = store.load().expect("published");
+
+    bao.stop();
+    let outcome = handle.rotate_now().await.expect("rotator running");
+    assert!(
+        matches!(outcome, Outcome::SourceFailed { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        store.load().expect("still serving").leaf.serial,
+        first.leaf.serial
+    );
+    eventually("retries with backoff", Duration::from_secs(10), || {
+        handle.status().consecutive_failures >= 3
+    })
+    .await;
+    assert_eq!(
+        store.load().expect("still serving").leaf.serial,
+        first.leaf.serial
+    );
+
+    // Vault comes back empty (a dev server keeps nothing): set the PKI up again.
+    bao.restart();
+    bao.bootstrap_pki("20s");
+    eventually("recovery", Duration::from_secs(10), || {
+        store
+            .load()
+            .is_some_and(|now| now.leaf.serial != first.leaf.serial)
+    })
+    .await;
+    assert_eq!(handle.status().consecutive_failures, 0);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_from_the_cache_while_vault_is_down() {
+    let mut bao = Bao::start();
+    bao.bootstrap_pki("60s");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let cache_config = CacheConfig {
+        dir: cache.path().join("lkg"),
+    };
+    let config = vault_config(&bao, &token_auth(&bao));
+
+    let store = IdentityStore::new();
+    let (rotator, _handle) = Rotator::new(source(config.clone()).await, validator(), store.clone());
+    let mut rotator = rotator.with_cache(cache_config.clone());
+    assert!(rotator.attempt().await.is_success());
+    let cached = store.load().expect("published").leaf.serial.clone();
+    drop(rotator);
+
+    bao.stop();
+    let store = IdentityStore::new();
+    let (rotator, handle) = Rotator::new(source(config).await, validator(), store.clone());
+    let task = tokio::spawn(
+        rotator
+            .with_cache(cache_config)
+            .with_backoff(quick_backoff())
+            .run(),
+    );
+    eventually("served from the cache", Duration::from_secs(10), || {
+        store.load().is_some()
+    })
+    .await;
+    assert_eq!(store.load().expect("cached").leaf.serial, cached);
+    assert!(handle.status().from_cache);
+
+    // Vault returns: the rotator leaves the cache behind.
+    bao.restart();
+    bao.bootstrap_pki("60s");
+    eventually("a fresh certificate", Duration::from_secs(10), || {
+        store.load().is_some_and(|now| now.leaf.serial != cached)
+    })
+    .await;
+    assert!(!handle.status().from_cache);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusts_every_issuer_across_a_ca_rotation() {
+    let bao = Bao::start();
+    bao.bootstrap_pki("60s");
+    let store = IdentityStore::new();
+    let (rotator, handle) = Rotator::new(
+        source(vault_config(&bao, &token_auth(&bao))).await,
+        validator(),
+        store.clone(),
+    );
+    let task = tokio::spawn(rotator.run());
+    eventually("first certificate", Duration::from_secs(10), || {
+        store.load().is_some()
+    })
+    .await;
+    let old = store.load().expect("published");
+    assert_eq!(old.trust.len(), 1);
+
+    bao.new_root("second");
+    bao.make_default("second");
+    let outcome = handle.rotate_now().await.expect("rotator running");
+    assert!(matches!(outcome, Outcome::Published { .. }), "{outcome:?}");
+    let new = store.load().expect("published");
+    assert_ne!(
+        new.leaf.issuer, old.leaf.issuer,
+        "signed by the new default issuer"
+    );
+    assert_eq!(
+        new.trust.len(),
+        2,
+        "both issuers trusted during the overlap"
+    );
+    assert!(new.trust.contains(&old.trust[0]));
+
+    // A peer still holding a certificate of the old issuer verifies against the new bundle.
+    let peer = portcullis_rotator::Issued {
+        chain: old.chain().to_vec(),
+        key: old.private_key().clone_key(),
+        trust: new.trust.clone(),
+    };
+    validator()
+        .check(peer, std::time::SystemTime::now())
+        .expect("old issuer's certificate still trusted");
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_a_certificate_for_the_wrong_identity_and_keeps_the_old_one() {
+    let bao = Bao::start();
+    bao.bootstrap_pki("60s");
+    let store = IdentityStore::new();
+    let (mut good, _) = Rotator::new(
+        source(vault_config(&bao, &token_auth(&bao))).await,
+        validator(),
+        store.clone(),
+    );
+    assert!(good.attempt().await.is_success());
+    let serial = store.load().expect("published").leaf.serial.clone();
+
+    // Same store, a source that asks Vault for another SPIFFE ID.
+    let mut wrong = vault_config(&bao, &token_auth(&bao));
+    wrong.uri_sans = vec!["spiffe://example.org/db".into()];
+    let (mut bad, _) = Rotator::new(source(wrong).await, validator(), store.clone());
+    let outcome = bad.attempt().await;
+    match outcome {
+        Outcome::Refused { reason, .. } => assert_eq!(reason, "wrong_identity"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(store.load().expect("kept").leaf.serial, serial);
+}
+
+#[test]
+fn the_source_table_accepts_kind_vault() {
+    let config: SourceConfig = toml::from_str(
+        r#"
+        kind = "vault"
+        address = "http://127.0.0.1:8200"
+        role = "web"
+        common_name = "web"
+        "#,
+    )
+    .expect("vault source table");
+    assert!(matches!(config, SourceConfig::Vault(_)));
+}
