@@ -12,16 +12,19 @@
 #
 # Environment: PORTCULLIS_BIN (default: target/debug/portcullis, then portcullis on PATH);
 # HCL_VENV (default: a venv under ${XDG_CACHE_HOME:-~/.cache}; python-hcl2 is pip-installed
-# into it on first use). KEEP=1 keeps the rendered files and prints where they are.
+# into it on first use). KEEP=1 keeps the rendered files and prints where they are;
+# RENDER_DIR=DIR renders into DIR and stops there (smoke-vault.sh uses it).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-work="$(mktemp -d)"
-if [[ "${KEEP:-0}" == 1 ]]; then
-    trap 'echo "rendered files kept in $work"' EXIT
+if [[ -n "${RENDER_DIR:-}" ]]; then
+    # Used by smoke-vault.sh: render into RENDER_DIR, keep everything, skip `portcullis check`.
+    mkdir -p "$RENDER_DIR"; work="$(cd "$RENDER_DIR" && pwd)"
+elif [[ "${KEEP:-0}" == 1 ]]; then
+    work="$(mktemp -d)"; trap 'echo "rendered files kept in $work"' EXIT
 else
-    trap 'rm -rf "$work"' EXIT
+    work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
 fi
 failed=0
 step() { printf '\n== %s\n' "$*"; }
@@ -134,6 +137,10 @@ for job in sorted(here.glob("*.nomad.hcl")):
 if count == 0:
     raise SystemExit("no PORTCULLIS_TOML heredoc found")
 EOF
+
+if [[ -n "${RENDER_DIR:-}" ]]; then
+    exit "$failed"
+fi
 
 step "portcullis check"
 bin="${PORTCULLIS_BIN:-}"
