@@ -1,0 +1,88 @@
+//! CPU time and resident memory of processes, read from `/proc`.
+//!
+//! CPU is `utime + stime` from `/proc/PID/stat` (every thread of the process) in clock ticks;
+//! memory is `VmRSS` from `/proc/PID/status`. Several PIDs are summed, for servers that run a
+//! master and workers.
+
+use std::io;
+
+/// The kernel's clock ticks per second (`sysconf(_SC_CLK_TCK)`, read without `unsafe` through
+/// rustix, which takes it from the auxiliary vector).
+pub fn clock_ticks_per_second() -> u64 {
+    rustix::param::clock_ticks_per_second().max(1)
+}
+
+/// CPU time (user + system) of one process, in seconds.
+pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_cpu_ticks(&stat)
+        .map(|ticks| ticks as f64 / clock_ticks_per_second() as f64)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc stat"))
+}
+
+/// CPU time of this process, in seconds.
+pub fn self_cpu_seconds() -> io::Result<f64> {
+    cpu_seconds(std::process::id())
+}
+
+/// Resident set size of one process, in KiB.
+pub fn rss_kib(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_rss_kib(&status)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmRSS in /proc status"))
+}
+
+/// Sums CPU seconds and RSS over several processes.
+pub fn usage(pids: &[u32]) -> io::Result<Usage> {
+    let mut usage = Usage::default();
+    for &pid in pids {
+        usage.cpu_seconds += cpu_seconds(pid)?;
+        usage.rss_kib += rss_kib(pid)?;
+    }
+    Ok(usage)
+}
+
+/// CPU and memory of a set of processes at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    pub cpu_seconds: f64,
+    pub rss_kib: u64,
+}
+
+/// `utime + stime` (fields 14 and 15) from a `/proc/PID/stat` line. The command name (field 2)
+/// may hold spaces and parentheses, so fields are counted after its last `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn parse_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_and_status() {
+        let stat = "42 (a (weird) name) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1";
+        assert_eq!(parse_cpu_ticks(stat), Some(325));
+        assert_eq!(parse_rss_kib("Name:\tx\nVmRSS:\t  1234 kB\n"), Some(1234));
+        assert_eq!(parse_rss_kib("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let usage = usage(&[std::process::id()]).unwrap();
+        assert!(usage.rss_kib > 0);
+        assert!(clock_ticks_per_second() >= 1);
+    }
+}

@@ -1,0 +1,241 @@
+//! One load run from start to report: set up TLS, read the server's usage, start the workers
+//! and the event driver, wait for the end (the deadline is a hard bound), read usage again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, watch};
+
+use crate::options::{LoadOptions, Mode, TlsVersion};
+use crate::procfs::{self, Usage};
+use crate::report::{self, Percentiles, Report, SerialReport};
+use crate::rotation;
+use crate::stats::Recorder;
+use crate::tls::{TlsSetupError, client_tls};
+use crate::workers::{SerialCache, Shared, request, worker};
+
+/// How many idle-mode connections may be mid-handshake at once (keeps listen backlogs calm).
+const IDLE_RAMP: usize = 64;
+/// Extra time allowed past the deadline for operations in flight to finish.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+    #[error("cannot read /proc for server pid {pid}: {source}")]
+    Proc { pid: u32, source: std::io::Error },
+    #[error("only loopback targets are allowed, not {0}")]
+    NotLoopback(std::net::SocketAddr),
+}
+
+/// Runs the load described by `options` and reports.
+pub async fn run(options: LoadOptions) -> Result<Report, RunError> {
+    if !options.target.ip().is_loopback() {
+        return Err(RunError::NotLoopback(options.target));
+    }
+    let tls = client_tls(&options.tls, options.mode)?;
+    let server_before = server_usage(&options.server_pid)?;
+    let client_before = procfs::self_cpu_seconds().unwrap_or_default();
+
+    let recorder = Arc::new(Recorder::new(Instant::now(), options.bucket));
+    let shared = Arc::new(Shared::new(options.clone(), tls, recorder.clone()));
+    let deadline = shared.deadline;
+
+    let events = rotation::has_events(&options.rotation).then(|| {
+        tokio::spawn(rotation::drive(
+            options.rotation.clone(),
+            recorder.clone(),
+            deadline,
+        ))
+    });
+
+    let mut held = None;
+    if options.mode == Mode::Idle {
+        held = Some(idle(&shared).await);
+    } else {
+        let tasks: Vec<_> = (0..options.concurrency.max(1))
+            .map(|_| tokio::spawn(worker(shared.clone())))
+            .collect();
+        let hard_stop = tokio::time::Instant::from_std(deadline + GRACE);
+        for task in tasks {
+            // A worker past the grace period is abandoned; its operation counts as not done.
+            let _ = tokio::time::timeout_at(hard_stop, task).await;
+        }
+    }
+    let elapsed = recorder.start().elapsed();
+    if let Some(events) = events {
+        events.abort();
+    }
+
+    let server_after = match held {
+        Some(Some(loaded)) => Some(loaded),
+        _ => server_usage(&options.server_pid)?,
+    };
+    let client_cpu = procfs::self_cpu_seconds().unwrap_or_default() - client_before;
+    Ok(build_report(
+        &options,
+        &recorder,
+        elapsed,
+        (server_before, server_after),
+        client_cpu,
+    ))
+}
+
+fn server_usage(pids: &[u32]) -> Result<Option<Usage>, RunError> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    for &pid in pids {
+        procfs::usage(&[pid]).map_err(|source| RunError::Proc { pid, source })?;
+    }
+    procfs::usage(pids)
+        .map(Some)
+        .map_err(|source| RunError::Proc {
+            pid: pids[0],
+            source,
+        })
+}
+
+/// Opens every connection (a request on each, so each client is verified), measures the
+/// server with all of them held, then holds them for `--hold`. Returns the loaded usage.
+async fn idle(shared: &Arc<Shared>) -> Option<Usage> {
+    let options = &shared.options;
+    let ramp = Arc::new(Semaphore::new(IDLE_RAMP));
+    let settled = Arc::new(AtomicU64::new(0));
+    let (release, released) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for _ in 0..options.concurrency {
+        let (shared, ramp, settled) = (shared.clone(), ramp.clone(), settled.clone());
+        let mut released = released.clone();
+        tasks.push(tokio::spawn(async move {
+            let began = Instant::now();
+            let permit = ramp.acquire_owned().await;
+            let mut serials = SerialCache::default();
+            let opened = async {
+                let (mut stream, mut reader) = shared.connect(&mut serials).await?;
+                request(&mut stream, &mut reader, &shared.options.path, false).await?;
+                Ok::<_, String>((stream, reader))
+            };
+            let outcome = tokio::time::timeout(shared.options.timeout, opened).await;
+            drop(permit);
+            let now = Instant::now();
+            let conn = match outcome.unwrap_or_else(|_| Err("operation_timeout".into())) {
+                Ok(conn) => {
+                    shared.recorder.ok(now, now - began, 0);
+                    Some(conn)
+                }
+                Err(reason) => {
+                    shared.recorder.failure(now, &reason);
+                    None
+                }
+            };
+            settled.fetch_add(1, Ordering::AcqRel);
+            let until = tokio::time::Instant::from_std(shared.deadline);
+            let _ = tokio::time::timeout_at(until, released.wait_for(|go| *go)).await;
+            drop(conn);
+        }));
+    }
+
+    let total = options.concurrency as u64;
+    while settled.load(Ordering::Acquire) < total && Instant::now() < shared.deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let the server finish its post-handshake work before reading its memory.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let loaded = procfs::usage(&options.server_pid).ok();
+    let hold_until = (Instant::now() + options.hold).min(shared.deadline);
+    tokio::time::sleep_until(hold_until.into()).await;
+    let _ = release.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    loaded.filter(|_| !options.server_pid.is_empty())
+}
+
+fn build_report(
+    options: &LoadOptions,
+    recorder: &Recorder,
+    elapsed: Duration,
+    (before, after): (Option<Usage>, Option<Usage>),
+    client_cpu: f64,
+) -> Report {
+    let stats = recorder.snapshot();
+    let elapsed_s = elapsed.as_secs_f64().max(1e-9);
+    let bucket_ms = recorder.bucket_width().as_millis() as u64;
+    let per = |total: f64, count: u64| (count > 0).then(|| total * 1e6 / count as f64);
+
+    let server_cpu = before
+        .zip(after)
+        .map(|(b, a)| a.cpu_seconds - b.cpu_seconds);
+    let per_handshake = match options.mode {
+        // Each success is one verified handshake (the failures were refused or broken).
+        Mode::Full | Mode::Resumed => server_cpu.and_then(|cpu| per(cpu, stats.successes)),
+        // Elsewhere handshakes are a few per run: a per-handshake figure would mislead.
+        _ => None,
+    };
+    let rss_per_connection = match (options.mode, before, after) {
+        (Mode::Idle, Some(b), Some(a)) if stats.successes > 0 => {
+            Some((a.rss_kib as f64 - b.rss_kib as f64) / stats.successes as f64)
+        }
+        _ => None,
+    };
+
+    let serials = stats
+        .serials
+        .iter()
+        .map(|(serial, seen)| SerialReport {
+            serial: serial.clone(),
+            handshakes: seen.handshakes,
+            first_ms: seen.first.as_millis() as u64,
+            last_ms: seen.last.as_millis() as u64,
+        })
+        .collect::<Vec<_>>();
+
+    Report {
+        mode: format!("{:?}", options.mode).to_lowercase(),
+        target: options.target.to_string(),
+        tls: match options.tls.version {
+            TlsVersion::Tls13 => "1.3",
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Any => "any",
+        }
+        .into(),
+        group: options.tls.group.clone(),
+        suite: options.tls.suite.clone(),
+        concurrency: options.concurrency,
+        rate: options.rate,
+        elapsed_s,
+        successes: stats.successes,
+        failed: stats.failed(),
+        failures: stats.failures.clone(),
+        ops_per_s: stats.successes as f64 / elapsed_s,
+        latency_us: Percentiles::of(&stats.latency),
+        handshake_us: Percentiles::of(&stats.handshake),
+        handshakes_full: stats.handshakes_full,
+        handshakes_hello_retry: stats.handshakes_hrr,
+        handshakes_resumed: stats.handshakes_resumed,
+        bytes: stats.bytes,
+        mib_per_s: stats.bytes as f64 / (1024.0 * 1024.0) / elapsed_s,
+        distinct_serials: serials.len(),
+        serials,
+        usage: report::Usage {
+            server_pids: options.server_pid.clone(),
+            server_cpu_s: server_cpu,
+            server_cpu_per_handshake_us: per_handshake,
+            server_cpu_per_op_us: server_cpu.and_then(|cpu| per(cpu, stats.successes)),
+            server_rss_before_kib: before.map(|usage| usage.rss_kib),
+            server_rss_after_kib: after.map(|usage| usage.rss_kib),
+            server_rss_per_connection_kib: rss_per_connection,
+            client_cpu_s: client_cpu,
+            client_cpu_per_op_us: per(client_cpu, stats.successes),
+            clock_ticks_per_s: procfs::clock_ticks_per_second(),
+        },
+        rotation_impact: report::rotation_impact(&stats, bucket_ms),
+        bucket_ms,
+        series: report::series(&stats, bucket_ms),
+        events: stats.events.clone(),
+    }
+}
