@@ -296,7 +296,8 @@ impl Config {
             if !names.insert(name.clone()) {
                 return Err(format!("listener name {name:?} is used twice"));
             }
-            if !addresses.insert(listener.listen) {
+            // Port 0 asks the kernel for a free port: several such listeners do not clash.
+            if listener.listen.port() != 0 && !addresses.insert(listener.listen) {
                 return Err(format!("listen address {} is used twice", listener.listen));
             }
             crate::upstream::Upstream::parse(&listener.upstream)
