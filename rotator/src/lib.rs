@@ -26,7 +26,9 @@ pub mod identity;
 pub mod inspect;
 pub mod rotator;
 pub mod schedule;
+pub mod sink;
 pub mod source;
+pub mod standalone;
 pub mod store;
 pub mod validate;
 

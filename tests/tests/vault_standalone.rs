@@ -1,0 +1,170 @@
+//! `portcullis rotate` (the standalone rotator) against a real OpenBao: sink files get the
+//! right content and modes, and the reload actions run (a command, and a signal to a PID).
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::time::Duration;
+
+use portcullis_rotator::inspect::CertSummary;
+use portcullis_rotator::standalone::{self, StandaloneConfig};
+use portcullis_tests::bao::Bao;
+
+fn config(bao: &Bao, dir: &Path, extra: &str) -> StandaloneConfig {
+    let token_file = bao.dir().join("token");
+    std::fs::write(&token_file, bao.token()).expect("token file");
+    let text = format!(
+        r#"
+        [source]
+        kind = "vault"
+        address = "{addr}"
+        role = "web"
+        common_name = "agent.example.org"
+        dns_names = ["agent.example.org"]
+        uri_sans = ["spiffe://example.org/agent"]
+        auth = {{ method = "token", token_file = "{token}" }}
+        renew = {{ min_interval = "1s" }}
+
+        [identity]
+        spiffe_id = "spiffe://example.org/agent"
+
+        [cache]
+        dir = "{dir}/cache"
+
+        [[sink]]
+        path = "{dir}/chain.pem"
+        layout = "chain"
+
+        [[sink]]
+        path = "{dir}/key.pem"
+        layout = "key"
+
+        [[sink]]
+        path = "{dir}/ca.pem"
+        layout = "ca"
+        mode = "0640"
+
+        [[sink]]
+        path = "{dir}/combined.pem"
+        layout = "combined"
+        {extra}
+        "#,
+        addr = bao.addr(),
+        token = token_file.display(),
+        dir = dir.display(),
+    );
+    let config: StandaloneConfig = toml::from_str(&text).expect("standalone config");
+    config.check().expect("valid config");
+    config
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn serial_of(path: &Path) -> String {
+    let pem = std::fs::read(path).expect("read");
+    let certs = portcullis_rotator::identity::certs_from_pem(&pem, "sink").expect("certs");
+    CertSummary::from_der(&certs[0]).expect("parse").serial
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_writes_every_layout_with_its_mode_and_signals_the_daemon() {
+    let bao = Bao::start();
+    bao.bootstrap_pki("60s");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path();
+
+    // A stand-in daemon: `sleep` dies of SIGHUP, which proves the signal reached it.
+    let mut daemon = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn sleep");
+    std::fs::write(out.join("daemon.pid"), daemon.id().to_string()).expect("pid file");
+    let extra = format!(
+        "[[reload]]\nsignal = \"HUP\"\npid_file = \"{}\"\n\n\
+         [[reload]]\ncommand = [\"cp\", \"{chain}\", \"{copy}\"]\n",
+        out.join("daemon.pid").display(),
+        chain = out.join("chain.pem").display(),
+        copy = out.join("reloaded.pem").display(),
+    );
+
+    standalone::run(config(&bao, out, &extra), true)
+        .await
+        .expect("once");
+
+    assert_eq!(mode(&out.join("chain.pem")), 0o644);
+    assert_eq!(mode(&out.join("key.pem")), 0o600);
+    assert_eq!(mode(&out.join("ca.pem")), 0o640);
+    assert_eq!(mode(&out.join("combined.pem")), 0o600);
+
+    let chain = std::fs::read_to_string(out.join("chain.pem")).expect("chain");
+    let key = std::fs::read_to_string(out.join("key.pem")).expect("key");
+    let combined = std::fs::read_to_string(out.join("combined.pem")).expect("combined");
+    let ca = std::fs::read_to_string(out.join("ca.pem")).expect("ca");
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert_eq!(combined, format!("{chain}{key}"));
+    let root = bao.cli_json(&["read", "pki/cert/ca"]);
+    let root = root["data"]["certificate"]
+        .as_str()
+        .expect("root")
+        .trim()
+        .to_owned();
+    assert_eq!(ca.trim(), root, "the CA file holds the mount's issuer");
+    let summary = CertSummary::from_der(
+        &portcullis_rotator::identity::certs_from_pem(chain.as_bytes(), "chain").expect("pem")[0],
+    )
+    .expect("parse");
+    assert_eq!(
+        summary.spiffe_id.as_deref(),
+        Some("spiffe://example.org/agent")
+    );
+
+    let status = daemon.wait().expect("daemon exit");
+    assert_eq!(status.signal(), Some(1), "the daemon got SIGHUP");
+    let copy = std::fs::read_to_string(out.join("reloaded.pem")).expect("reload command ran");
+    assert_eq!(copy, chain, "the command ran after the files were written");
+    assert!(
+        out.join("cache/current/key.pem").exists(),
+        "the cache is written too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_rewrites_files_at_each_renewal_and_reloads_each_time() {
+    let bao = Bao::start();
+    bao.bootstrap_pki("5s");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().to_path_buf();
+    let extra = format!(
+        "[[reload]]\ncommand = [\"cp\", \"{chain}\", \"{copy}\"]\n",
+        chain = out.join("chain.pem").display(),
+        copy = out.join("reloaded.pem").display(),
+    );
+    let task = tokio::spawn(standalone::run(config(&bao, &out, &extra), false));
+
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen.len() < 3 && tokio::time::Instant::now() < deadline {
+        if out.join("reloaded.pem").exists() {
+            let serial = serial_of(&out.join("reloaded.pem"));
+            if !seen.contains(&serial) {
+                assert_eq!(
+                    serial,
+                    serial_of(&out.join("chain.pem"))
+                        .clone()
+                        .max(serial.clone())
+                );
+                seen.push(serial);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.len() >= 3, "three renewals reloaded, saw {seen:?}");
+    assert!(!task.is_finished(), "the daemon keeps running");
+    task.abort();
+}
