@@ -184,8 +184,11 @@ pub async fn start(
     let source = AnySource::from_config(&config.source, dev_ca)
         .await
         .context("cannot set up the certificate source")?;
-    let (rotator, rotator_handle) =
+    let (mut rotator, rotator_handle) =
         Rotator::new(source, config.identity.validator(), store.clone());
+    if let Some(cache) = &config.cache {
+        rotator = rotator.with_cache(cache.clone());
+    }
     tokio::spawn(rotator.run());
 
     let settings = settings_from_config(&config.tls).map_err(anyhow::Error::msg)?;

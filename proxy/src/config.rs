@@ -48,6 +48,10 @@ pub struct Config {
     /// The identity every published certificate must carry. Default: not checked.
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// The last-known-good cache (`dir`): written after each renewal, served at start while
+    /// the source is down. Default: none.
+    #[serde(default)]
+    pub cache: Option<portcullis_rotator::CacheConfig>,
     /// TLS protocol settings shared by all listeners.
     #[serde(default)]
     pub tls: TlsConfig,

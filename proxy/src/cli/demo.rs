@@ -95,6 +95,7 @@ fn demo_config(args: &DemoArgs, upstream: SocketAddr) -> Config {
         },
         source: SourceConfig::Dev(source),
         identity: IdentityConfig::default(),
+        cache: None,
         tls: TlsConfig::default(),
         shutdown: ShutdownConfig {
             drain_timeout: Duration::from_secs(5),

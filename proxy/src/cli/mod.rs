@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `inspect`, `mode`, `demo`.
+//! The command line: `run`, `check`, `inspect`, `mode`, `demo`, `rotate`.
 
 mod admin_client;
 mod demo;
@@ -53,6 +53,14 @@ enum Command {
     },
     /// Run a self-contained demo: development CA, echo upstream, proxy and admin API.
     Demo(demo::DemoArgs),
+    /// Run only the rotator, writing certificate files for daemons that read them from disk.
+    Rotate {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Write the first certificate, run the reload actions, and exit (prestart tasks).
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 /// Runs the parsed command line.
@@ -87,6 +95,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let token = admin_client::token(token_file.as_deref())?;
             let body = runtime()?.block_on(admin_client::mode(admin, mode, token.as_deref()))?;
             print!("{body}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rotate { config, once } => {
+            let loaded = portcullis_rotator::standalone::StandaloneConfig::load(&config)?;
+            logging::init(crate::config::LogFormat::Text, None);
+            runtime()?.block_on(portcullis_rotator::standalone::run(loaded, once))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
