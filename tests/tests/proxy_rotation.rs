@@ -1,0 +1,291 @@
+//! Certificates swapped in memory: the next handshake gets the new one while open connections
+//! keep theirs; bad candidates are refused and the old certificate keeps serving; reloads by
+//! SIGHUP, by `POST /reload`, and by an atomic symlink swap of the certificate folder.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use portcullis_tests::client::{self, server_serial};
+use portcullis_tests::pki::{TestPki, replace_atomically, write};
+use portcullis_tests::proxy::Portcullis;
+use portcullis_tests::upstream::TcpUpstream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CLIENT_ID: &str = "spiffe://test.local/client";
+
+fn config(cert: &Path, key: &Path, ca: &Path, upstream: &TcpUpstream, poll: &str) -> String {
+    format!(
+        r#"
+[admin]
+listen = "{{admin}}"
+
+[source]
+kind = "files"
+cert = "{cert}"
+key = "{key}"
+ca = "{ca}"
+poll_interval = "{poll}"
+
+[[listener]]
+name = "main"
+listen = "127.0.0.1:0"
+upstream = "{upstream}"
+"#,
+        cert = cert.display(),
+        key = key.display(),
+        ca = ca.display(),
+        upstream = upstream.address,
+    )
+}
+
+async fn wait_for_new_serial(proxy: &Portcullis, old: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let serial = proxy.serving_serial().await;
+        if serial != old {
+            return serial;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serial never changed; log:\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn handshake_serial(proxy: &Portcullis, pki: &TestPki) -> String {
+    let address = proxy.listener("main").await;
+    let tls = client::config(&pki.ca_cert(), Some(&pki.client(CLIENT_ID)), &[]);
+    let stream = client::connect(address, tls).await.expect("handshake");
+    server_serial(&stream)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hot_swap_serves_the_new_certificate_while_old_connections_keep_working() {
+    let pki = TestPki::new("rotation CA");
+    let files = pki.server_files("server");
+    let upstream = TcpUpstream::start().await;
+    let proxy = Portcullis::start(&config(
+        &files.cert,
+        &files.key,
+        &files.ca,
+        &upstream,
+        "100ms",
+    ))
+    .await;
+    let address = proxy.listener("main").await;
+    let tls = client::config(&pki.ca_cert(), Some(&pki.client(CLIENT_ID)), &[]);
+
+    let mut old = client::connect(address, tls.clone())
+        .await
+        .expect("connect");
+    let first = server_serial(&old);
+    old.write_all(b"started before; ").await.expect("write");
+    old.flush().await.expect("flush");
+
+    // Replace key and certificate; for a moment they do not match, which must be refused.
+    let (chain, key) = pki.server_pem();
+    replace_atomically(&files.key, &key);
+    replace_atomically(&files.cert, &chain);
+    let second = wait_for_new_serial(&proxy, &first).await;
+
+    let new = client::connect(address, tls).await.expect("new handshake");
+    assert_eq!(
+        server_serial(&new),
+        second,
+        "the next handshake gets the new certificate"
+    );
+
+    old.write_all(b"finished after")
+        .await
+        .expect("old connection still writable");
+    old.shutdown().await.expect("half-close");
+    let mut reply = Vec::new();
+    old.read_to_end(&mut reply)
+        .await
+        .expect("old connection still readable");
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "got 30 bytes: started before; finished after"
+    );
+    assert_eq!(
+        server_serial(&old),
+        first,
+        "the old connection keeps what it negotiated"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_candidates_are_refused_and_the_old_certificate_keeps_serving() {
+    let pki = TestPki::new("validation CA");
+    let other = TestPki::new("unrelated CA");
+    let files = pki.server_files("server");
+    let upstream = TcpUpstream::start().await;
+    // Polling is slow here so only `POST /reload` picks the candidates up.
+    let proxy =
+        Portcullis::start(&config(&files.cert, &files.key, &files.ca, &upstream, "1h")).await;
+    let serving = proxy.serving_serial().await;
+    let (good_chain, good_key) = (
+        std::fs::read_to_string(&files.cert).unwrap(),
+        std::fs::read_to_string(&files.key).unwrap(),
+    );
+
+    let (new_chain, _) = pki.server_pem();
+    let (expired_chain, expired_key) = pki.expired_server_pem();
+    let (foreign_chain, foreign_key) = other.server_pem();
+    let candidates = [
+        ("key_mismatch", new_chain, good_key.clone()),
+        ("expired", expired_chain, expired_key),
+        ("untrusted", foreign_chain, foreign_key),
+        (
+            "parse",
+            "-----BEGIN CERTIFICATE-----\ntruncated".to_owned(),
+            good_key.clone(),
+        ),
+    ];
+    for (reason, chain, key) in candidates {
+        write(&files.cert, &chain);
+        write(&files.key, &key);
+        let (code, body) = proxy
+            .admin_request("POST", "/reload", "")
+            .await
+            .expect("reload");
+        assert_eq!(code, 200, "{body}");
+        let report: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let certificate = &report["certificate"];
+        assert!(
+            certificate["result"] == "refused" || certificate["result"] == "source_failed",
+            "{reason}: {report}"
+        );
+        assert_eq!(certificate["reason"], reason, "{report}");
+
+        assert_eq!(
+            proxy.serving_serial().await,
+            serving,
+            "{reason}: serial changed"
+        );
+        assert_eq!(
+            handshake_serial(&proxy, &pki).await,
+            serving,
+            "{reason}: handshake"
+        );
+    }
+    let refused = proxy
+        .metric(
+            "portcullis_certificate_reloads_total",
+            &[("result", "refused")],
+        )
+        .await;
+    assert_eq!(refused, 3.0);
+
+    // A good candidate afterwards is taken.
+    write(&files.cert, &good_chain);
+    write(&files.key, &good_key);
+    let (chain, key) = pki.server_pem();
+    write(&files.key, &key);
+    write(&files.cert, &chain);
+    let (code, _) = proxy
+        .admin_request("POST", "/reload", "")
+        .await
+        .expect("reload");
+    assert_eq!(code, 200);
+    assert_ne!(proxy.serving_serial().await, serving);
+    assert!(proxy.status().await["ready"].as_bool().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_certificates_and_configuration_and_refuses_a_bad_file() {
+    let pki = TestPki::new("sighup CA");
+    let files = pki.server_files("server");
+    let upstream = TcpUpstream::start().await;
+    let proxy =
+        Portcullis::start(&config(&files.cert, &files.key, &files.ca, &upstream, "1h")).await;
+    let first = proxy.serving_serial().await;
+
+    // New certificate and a config that says strict: both apply on SIGHUP.
+    let (chain, key) = pki.server_pem();
+    write(&files.key, &key);
+    write(&files.cert, &chain);
+    let text = std::fs::read_to_string(&proxy.config_path).unwrap();
+    let strict = text.replacen("[source]", "[auth]\nmode = \"strict\"\n\n[source]", 1);
+    write(&proxy.config_path, &strict);
+    proxy.signal(libc::SIGHUP);
+    let second = wait_for_new_serial(&proxy, &first).await;
+    assert_ne!(second, first);
+    assert_eq!(proxy.status().await["mode"], "strict");
+
+    // A broken file is refused whole: mode and certificate stay, the report says why.
+    write(
+        &proxy.config_path,
+        &strict.replace("mode = \"strict\"", "mode = \"lenient\""),
+    );
+    proxy.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let status = proxy.status().await;
+        if status["last_reload"]["result"] == "refused" {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no refused reload: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        status["last_reload"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lenient"),
+        "{status}"
+    );
+    assert_eq!(status["mode"], "strict");
+    assert_eq!(status["certificate"]["serial"], second.as_str());
+    assert_eq!(handshake_serial(&proxy, &pki).await, second);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn follows_an_atomic_symlink_swap_of_the_certificate_folder() {
+    let pki = TestPki::new("symlink CA");
+    let root = tempfile::tempdir().unwrap();
+    let publish = |generation: &str| {
+        let folder = root.path().join(generation);
+        std::fs::create_dir(&folder).unwrap();
+        let (chain, key) = pki.server_pem();
+        write(&folder.join("tls.crt"), &chain);
+        write(&folder.join("tls.key"), &key);
+        write(&folder.join("ca.crt"), &pki.ca.certificate_pem());
+        // The way Kubernetes and Nomad templates flip a folder: one rename of a symlink.
+        let staging = root.path().join("..data_tmp");
+        std::os::unix::fs::symlink(generation, &staging).unwrap();
+        std::fs::rename(&staging, root.path().join("..data")).unwrap();
+    };
+    publish("..gen_1");
+    for name in ["tls.crt", "tls.key", "ca.crt"] {
+        std::os::unix::fs::symlink(format!("..data/{name}"), root.path().join(name)).unwrap();
+    }
+
+    let upstream = TcpUpstream::start().await;
+    let dir = root.path();
+    let text = config(
+        &dir.join("tls.crt"),
+        &dir.join("tls.key"),
+        &dir.join("ca.crt"),
+        &upstream,
+        "100ms",
+    );
+    let proxy = Portcullis::start(&text).await;
+    let first = proxy.serving_serial().await;
+
+    publish("..gen_2");
+    let second = wait_for_new_serial(&proxy, &first).await;
+    assert_eq!(handshake_serial(&proxy, &pki).await, second);
+    let refused = proxy
+        .metric(
+            "portcullis_certificate_reloads_total",
+            &[("result", "refused")],
+        )
+        .await;
+    assert_eq!(
+        refused, 0.0,
+        "a symlink flip must never expose a half-written pair"
+    );
+}
