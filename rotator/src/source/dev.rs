@@ -1,8 +1,9 @@
 //! An embedded development CA that issues short-lived certificates in memory.
 //!
 //! For demos and tests only: the CA key lives in the process and dies with it. Leaves are
-//! ECDSA P-256, usable for both server and client authentication, backdated 30 s like Vault's
-//! default `not_before_duration`.
+//! ECDSA P-256, usable for both server and client authentication, backdated like Vault's
+//! default `not_before_duration` (30 s), but never by more than a quarter of their lifetime,
+//! so that the renewal point of very short-lived certificates stays ahead of their issue.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use super::{CertificateSource, Refresh, SourceError};
 use crate::identity::{Issued, pem_encode};
 use crate::schedule::RenewPolicy;
 
-const BACKDATE: Duration = Duration::from_secs(30);
+const MAX_BACKDATE: Duration = Duration::from_secs(30);
 
 /// What a leaf certificate says about its holder.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -82,7 +83,7 @@ impl DevCa {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.serial_number = Some(random_serial());
         let now = OffsetDateTime::now_utc();
-        params.not_before = now - BACKDATE;
+        params.not_before = now - MAX_BACKDATE;
         params.not_after = now + validity;
 
         let certificate = params.self_signed(&key).map_err(issue_error)?.der().clone();
@@ -102,10 +103,10 @@ impl DevCa {
         pem_encode("CERTIFICATE", &self.certificate)
     }
 
-    /// Issues a leaf valid from 30 s ago for `ttl`.
+    /// Issues a leaf valid for `ttl` from now, backdated by up to 30 s for clock skew.
     pub fn issue(&self, spec: &LeafSpec, ttl: Duration) -> Result<DevLeaf, SourceError> {
         let now = OffsetDateTime::now_utc();
-        self.issue_between(spec, now - BACKDATE, now + ttl)
+        self.issue_between(spec, now - MAX_BACKDATE.min(ttl / 4), now + ttl)
     }
 
     /// Issues a leaf valid between two arbitrary points (tests use it for expired leaves).
