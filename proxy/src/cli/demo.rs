@@ -240,11 +240,15 @@ fn print_instructions(args: &DemoArgs, admin: SocketAddr) {
          Who strict mode would refuse:\n  \
          curl -s http://{admin}/metrics | grep would_reject\n\
          Switch to strict (then only the first command works):\n  \
-         portcullis mode strict --admin {admin}\n\
+         {exe} mode strict --admin {admin}\n  \
+         (or: curl -X PUT --data strict http://{admin}/mode)\n\
          Watch the serving certificate rotate:\n  \
          curl -s http://{admin}/status\n\n\
          Ctrl-C stops the demo.\n",
         ttl = args.ttl.as_secs(),
         listen = args.listen,
+        exe = std::env::current_exe()
+            .map(|path| path.display().to_string())
+            .unwrap_or_else(|_| "portcullis".into()),
     );
 }
