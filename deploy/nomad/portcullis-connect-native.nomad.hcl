@@ -217,9 +217,8 @@ job "payments" {
           # Address, token and TLS come from CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,
           # CONSUL_CACERT, CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY, as Nomad sets them.
 
-          # Uncomment when the proxy accepts [cache] (see portcullis-vault.nomad.hcl).
-          # [cache]
-          # dir = "{{ env "NOMAD_SECRETS_DIR" }}/portcullis-cache"
+          [cache]
+          dir = "{{ env "NOMAD_SECRETS_DIR" }}/portcullis-cache"
 
           [shutdown]
           drain_timeout = "20s"

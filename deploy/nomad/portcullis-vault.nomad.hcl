@@ -292,11 +292,10 @@ job "payments" {
 
           # Last-known-good certificate, for a restart while Vault is unreachable. The secrets
           # directory is memory-backed and survives task restarts within the allocation; the
-          # key never touches the node's disk.
-          # NOT YET ACCEPTED: the rotator defines this [cache] table, but `portcullis check`
-          # and `run` refuse it until the proxy's configuration wires it in. Uncomment then.
-          # [cache]
-          # dir = "{{ env "NOMAD_SECRETS_DIR" }}/portcullis-cache"
+          # key never touches the node's disk. Written after each renewal (0700 directory,
+          # 0600 files); a torn or mismatched cache is ignored, never served.
+          [cache]
+          dir = "{{ env "NOMAD_SECRETS_DIR" }}/portcullis-cache"
 
           [shutdown]
           # Keep below the task's kill_timeout (35s): SIGKILL comes after that.

@@ -15,7 +15,8 @@
 #     refuses those and lets an allowed client certificate through, refuses a client not on
 #     the allow-list; `portcullis mode --token-file` switches at run time and the next SIGHUP
 #     restores the file's mode (as ROLLOUT.md says); the metric names the alert rules use are
-#     compared with what /metrics exports; SIGTERM exits 0.
+#     compared with what /metrics exports; SIGTERM exits 0; the cache in the secrets
+#     directory lets a restart serve while Vault is down.
 #
 # What it does not prove: anything about Nomad itself (identity block, template rendering,
 # checks), which cannot run here.
@@ -230,6 +231,28 @@ status=0
 for _ in $(seq 1 150); do kill -0 "$portcullis_pid" 2>/dev/null || break; sleep 0.2; done
 wait "$portcullis_pid" || status=$?
 [[ "$status" == 0 ]] && ok "SIGTERM: drained and exited 0" || bad "SIGTERM: exit status $status"
+
+# ---------------------------------------------------------------- restart while Vault is down
+# The job keeps the last-known-good cache in the secrets directory, which survives a restart
+# of the task within its allocation: a restart during a Vault outage must still serve.
+cache="$alloc/secrets/portcullis-cache"
+if [[ "$(stat -c %a "$cache" 2>/dev/null)" == 700 ]] && [[ -n "$(find "$cache" -name '*.pem' -perm 600)" ]] \
+    && [[ -z "$(find "$cache" -type f ! -perm 600)" ]]; then
+    ok "cache written in the secrets directory (directory 0700, files 0600)"
+else
+    bad "cache missing or with loose permissions"; ls -laR "$cache" 2>&1 | head -20
+fi
+bao_pid="${pids[0]}"
+kill "$bao_pid"; wait "$bao_pid" 2>/dev/null || true
+"$bin" run --config "$alloc/local/portcullis.toml" >"$work/portcullis-restart.log" 2>&1 &
+portcullis_pid=$!
+pids+=("$portcullis_pid")
+if wait_for 20 curl -fsS "$admin/readyz" && with_cert frontend | grep -q hello; then
+    ok "restart with Vault down: ready from the cache, allowed client served"
+else
+    bad "restart with Vault down did not serve from the cache"; tail -20 "$work/portcullis-restart.log"
+fi
+kill -TERM "$portcullis_pid"; wait "$portcullis_pid" 2>/dev/null || true
 
 echo
 echo "$passed passed, $failed failed"
