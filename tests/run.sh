@@ -29,4 +29,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 cargo build --workspace --bins
-cargo test --workspace -- "$@"
+cargo test --workspace --no-fail-fast -- "$@"

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use portcullis_rotator::inspect::unix_seconds;
 use portcullis_rotator::rotator::Outcome;
-use portcullis_rotator::source::{AnySource, DevCa};
+use portcullis_rotator::source::{AnySource, DevCa, SourceConfig};
 use portcullis_rotator::{IdentityStore, Rotator, RotatorHandle};
 
 use crate::authz::AllowList;
@@ -89,7 +89,8 @@ impl App {
         ready
     }
 
-    /// Re-reads the configuration file (when there is one) and the certificate source.
+    /// Re-reads the configuration file (when there is one) and, for a `files` source, the
+    /// certificate files.
     ///
     /// A file that fails to load or validate is refused whole: nothing changes. Otherwise the
     /// mode and the allow-list take effect at once; other changed sections are reported as
@@ -123,7 +124,11 @@ impl App {
         metrics::counter!("portcullis_config_reloads_total", "result" => report.result)
             .increment(1);
 
-        if report.result == "applied" {
+        // Files are re-read on reload; issuing sources are not asked for a new certificate
+        // (a fleet-wide reload would otherwise be a burst of signing requests): `POST /rotate`
+        // does that explicitly.
+        let reads_files = matches!(self.config.load().source, SourceConfig::Files(_));
+        if report.result == "applied" && reads_files {
             report.certificate = self.rotator.rotate_now().await.ok();
         }
         self.last_reload.store(Arc::new(Some(report.clone())));

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 
 use metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, gauge};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::classify::{ConnectionClass, Refusal};
 
@@ -22,6 +22,11 @@ pub fn install() -> Result<PrometheusHandle, String> {
         return Ok(handle.clone());
     }
     let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("portcullis_source_request_seconds".into()),
+            &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+        )
+        .map_err(|err| format!("invalid histogram buckets: {err}"))?
         .install_recorder()
         .map_err(|err| format!("cannot install the metrics recorder: {err}"))?;
     describe();
