@@ -20,7 +20,7 @@ use portcullis_rotator::inspect::CertSummary;
 use crate::classify::{self, ConnectionClass, Refusal, Verdict};
 use crate::config::Protocol;
 use crate::forward::http::ClientContext;
-use crate::forward::tcp::{CopyEnd, copy_both_ways};
+use crate::forward::tcp::{CopyEnd, ReadReady, copy_both_ways};
 use crate::forward::{Activity, Metered};
 use crate::listener::ListenerContext;
 use crate::mode::Mode;
@@ -105,7 +105,9 @@ async fn tls(
     };
     let acceptor = TlsAcceptor::from(configs.server_config(mode, context.config.protocol));
 
-    let stream = match timeout_at(deadline, acceptor.accept(stream)).await {
+    // Boxed: the handshake state is large and only lives until the handshake ends, while this
+    // future lives as long as the connection.
+    let stream = match timeout_at(deadline, Box::pin(acceptor.accept(stream))).await {
         Err(_) => {
             context.metrics.handshake_failed("timeout");
             debug!("handshake timed out");
@@ -196,7 +198,7 @@ async fn forward<S>(
     client: ClientContext,
     tls: Option<TlsDetails>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + ReadReady + Unpin + Send + 'static,
 {
     let activity = Activity::new();
     let idle = context.config.idle_timeout;
@@ -208,13 +210,9 @@ async fn forward<S>(
     );
 
     if let Some(http) = &context.http {
-        let result = http.serve(
-            downstream,
-            client,
-            context.shutdown.clone(),
-            &activity,
-            idle,
-        );
+        // Boxed so that TCP connections do not carry the size of an HTTP connection's state.
+        let shutdown = context.shutdown.clone();
+        let result = Box::pin(http.serve(downstream, client, shutdown, &activity, idle));
         if let Err(err) = result.await {
             debug!(error = %err, "http connection ended with an error");
         }

@@ -101,6 +101,20 @@ proxy_protocol = true
         "CN sub-TLV"
     );
 
+    // A bulk upload crosses the small-to-large buffer switch and many TLS records.
+    let bulk: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let tls = client::config(&pki.ca_cert(), Some(&client), &[]);
+    let reply = tls_round_trip(tcp, tls, &bulk).await.expect("bulk");
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("got 3145728 bytes"),
+        "{reply:?}"
+    );
+    assert_eq!(
+        plain_upstream.received.lock().unwrap()[1],
+        bulk,
+        "bytes changed on the way"
+    );
+
     // Permissive mode forwards plaintext on the same port, with no TLS details.
     let reply = plain_round_trip(tcp, b"plain").await.expect("plaintext");
     assert_eq!(String::from_utf8_lossy(&reply), "got 5 bytes: plain");

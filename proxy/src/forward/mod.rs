@@ -76,6 +76,11 @@ impl<S> Metered<S> {
             activity,
         }
     }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
