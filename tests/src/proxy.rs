@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::pki::ServerFiles;
+
 /// The binary under test: `PORTCULLIS_BIN`, else the workspace's debug build.
 pub fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("PORTCULLIS_BIN") {
@@ -21,6 +23,31 @@ pub fn binary() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The `[admin]` table of a test configuration: the admin API on a free port (the `{admin}`
+/// placeholder [`Portcullis::spawn`] fills in), with `extra` keys added.
+pub fn admin_table(extra: &str) -> String {
+    format!("[admin]\nlisten = \"{{admin}}\"\n{extra}\n")
+}
+
+/// A `[source]` table reading `files`, with `extra` keys added.
+pub fn files_source(files: &ServerFiles, extra: &str) -> String {
+    format!(
+        "\n[source]\nkind = \"files\"\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n{extra}\n",
+        files.cert.display(),
+        files.key.display(),
+        files.ca.display(),
+    )
+}
+
+/// A `[[listener]]` named `main` on a free loopback port forwarding to `upstream`, with `extra`
+/// keys added.
+pub fn main_listener(upstream: impl std::fmt::Display, extra: &str) -> String {
+    format!(
+        "\n[[listener]]\nname = \"main\"\nlisten = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n\
+         {extra}\n"
+    )
 }
 
 /// A loopback port that was free a moment ago.

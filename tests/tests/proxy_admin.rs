@@ -5,33 +5,17 @@ use std::time::{Duration, Instant};
 
 use portcullis_tests::client::{self, tls_round_trip};
 use portcullis_tests::pki::TestPki;
-use portcullis_tests::proxy::{Portcullis, admin_request, binary};
+use portcullis_tests::proxy::{
+    Portcullis, admin_request, admin_table, binary, files_source, main_listener,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CLIENT_ID: &str = "spiffe://test.local/client";
 
 fn config(files: &portcullis_tests::pki::ServerFiles, upstream: &str, extra: &str) -> String {
-    format!(
-        r#"
-{extra}
-
-[source]
-kind = "files"
-cert = "{cert}"
-key = "{key}"
-ca = "{ca}"
-poll_interval = "100ms"
-
-[[listener]]
-name = "main"
-listen = "127.0.0.1:0"
-upstream = "{upstream}"
-idle_timeout = "500ms"
-"#,
-        cert = files.cert.display(),
-        key = files.key.display(),
-        ca = files.ca.display(),
-    )
+    let source = files_source(files, "poll_interval = \"100ms\"");
+    let listener = main_listener(upstream, "idle_timeout = \"500ms\"");
+    format!("{extra}\n{source}\n{listener}")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -41,10 +25,8 @@ async fn the_admin_token_guards_mutating_endpoints_and_never_shows_up_in_logs() 
     let token = "s3cr3t-admin-token-value";
     let token_file = pki.dir.path().join("admin-token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    let admin = format!(
-        "[admin]\nlisten = \"{{admin}}\"\ntoken_file = \"{}\"\n\n[log]\nformat = \"json\"",
-        token_file.display()
-    );
+    let token_line = format!("token_file = \"{}\"", token_file.display());
+    let admin = format!("{}\n[log]\nformat = \"json\"", admin_table(&token_line));
     let proxy = Portcullis::start(&config(&files, "127.0.0.1:9", &admin)).await;
 
     assert_eq!(
@@ -102,11 +84,7 @@ async fn ready_only_once_a_valid_certificate_is_served() {
         std::fs::read_to_string(&files.key).unwrap(),
     );
     std::fs::remove_file(&files.cert).unwrap();
-    let proxy = Portcullis::spawn(&config(
-        &files,
-        "127.0.0.1:9",
-        "[admin]\nlisten = \"{admin}\"\n",
-    ));
+    let proxy = Portcullis::spawn(&config(&files, "127.0.0.1:9", &admin_table("")));
 
     let deadline = Instant::now() + Duration::from_secs(10);
     while admin_request(proxy.admin, "GET", "/healthz", "")
@@ -149,12 +127,7 @@ async fn forwards_to_a_unix_socket_and_closes_idle_connections() {
         }
     });
     let upstream = format!("unix:{}", socket_path.display());
-    let proxy = Portcullis::start(&config(
-        &files,
-        &upstream,
-        "[admin]\nlisten = \"{admin}\"\n",
-    ))
-    .await;
+    let proxy = Portcullis::start(&config(&files, &upstream, &admin_table(""))).await;
     let address = proxy.listener("main").await;
     let tls = client::config(&pki.ca_cert(), Some(&pki.client(CLIENT_ID)), &[]);
 

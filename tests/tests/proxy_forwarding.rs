@@ -3,35 +3,16 @@
 
 use portcullis_tests::client::{self, https_get, plain_round_trip, tls_round_trip};
 use portcullis_tests::pki::TestPki;
-use portcullis_tests::proxy::Portcullis;
+use portcullis_tests::proxy::{Portcullis, admin_table, files_source};
 use portcullis_tests::upstream::{HttpUpstream, TcpUpstream};
 
 const CLIENT_ID: &str = "spiffe://test.local/client";
 
 fn config(pki: &TestPki, listeners: &str) -> String {
-    let files = pki.server_files("server");
-    format!(
-        r#"
-[admin]
-listen = "{{admin}}"
-
-[auth]
-mode = "permissive"
-[auth.allow]
-spiffe_trust_domains = ["test.local"]
-
-[source]
-kind = "files"
-cert = "{cert}"
-key = "{key}"
-ca = "{ca}"
-
-{listeners}
-"#,
-        cert = files.cert.display(),
-        key = files.key.display(),
-        ca = files.ca.display(),
-    )
+    let source = files_source(&pki.server_files("server"), "");
+    let auth =
+        "[auth]\nmode = \"permissive\"\n[auth.allow]\nspiffe_trust_domains = [\"test.local\"]";
+    format!("{}{source}\n{auth}\n{listeners}", admin_table(""))
 }
 
 #[tokio::test(flavor = "multi_thread")]

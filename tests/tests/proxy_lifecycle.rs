@@ -5,38 +5,18 @@ use std::time::{Duration, Instant};
 
 use portcullis_tests::client::{self, tls_round_trip};
 use portcullis_tests::pki::TestPki;
-use portcullis_tests::proxy::{Portcullis, binary};
+use portcullis_tests::proxy::{Portcullis, admin_table, binary, files_source, main_listener};
 use portcullis_tests::upstream::TcpUpstream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CLIENT_ID: &str = "spiffe://test.local/client";
 
 fn config(pki: &TestPki, upstream: &TcpUpstream, listener_extra: &str) -> String {
-    let files = pki.server_files("server");
+    let source = files_source(&pki.server_files("server"), "");
+    let listener = main_listener(upstream.address, listener_extra);
     format!(
-        r#"
-[admin]
-listen = "{{admin}}"
-
-[source]
-kind = "files"
-cert = "{cert}"
-key = "{key}"
-ca = "{ca}"
-
-[shutdown]
-drain_timeout = "10s"
-
-[[listener]]
-name = "main"
-listen = "127.0.0.1:0"
-upstream = "{upstream}"
-{listener_extra}
-"#,
-        cert = files.cert.display(),
-        key = files.key.display(),
-        ca = files.ca.display(),
-        upstream = upstream.address,
+        "{}{source}\n[shutdown]\ndrain_timeout = \"10s\"\n{listener}",
+        admin_table("")
     )
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use portcullis_tests::client::{self, plain_round_trip, server_serial, tls_round_trip};
 use portcullis_tests::pki::TestPki;
-use portcullis_tests::proxy::Portcullis;
+use portcullis_tests::proxy::{Portcullis, admin_table, files_source, main_listener};
 use portcullis_tests::upstream::TcpUpstream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -13,32 +13,12 @@ const ALLOWED: &str = "spiffe://test.local/ns/prod/web";
 const NOT_ALLOWED: &str = "spiffe://test.local/ns/dev/web";
 
 fn config(pki: &TestPki, upstream: &TcpUpstream, mode: &str) -> String {
-    let files = pki.server_files("server");
+    let source = files_source(&pki.server_files("server"), "");
+    let allow = "spiffe_prefixes = [\"spiffe://test.local/ns/prod/\"]";
+    let listener = main_listener(upstream.address, "");
     format!(
-        r#"
-[admin]
-listen = "{{admin}}"
-
-[auth]
-mode = "{mode}"
-[auth.allow]
-spiffe_prefixes = ["spiffe://test.local/ns/prod/"]
-
-[source]
-kind = "files"
-cert = "{cert}"
-key = "{key}"
-ca = "{ca}"
-
-[[listener]]
-name = "main"
-listen = "127.0.0.1:0"
-upstream = "{upstream}"
-"#,
-        cert = files.cert.display(),
-        key = files.key.display(),
-        ca = files.ca.display(),
-        upstream = upstream.address,
+        "{}{source}\n[auth]\nmode = \"{mode}\"\n[auth.allow]\n{allow}\n{listener}",
+        admin_table("")
     )
 }
 

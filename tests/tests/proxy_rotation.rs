@@ -6,35 +6,24 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use portcullis_tests::client::{self, server_serial};
-use portcullis_tests::pki::{TestPki, replace_atomically, write};
-use portcullis_tests::proxy::Portcullis;
+use portcullis_tests::pki::{ServerFiles, TestPki, replace_atomically, write};
+use portcullis_tests::proxy::{Portcullis, admin_table, files_source, main_listener};
 use portcullis_tests::upstream::TcpUpstream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CLIENT_ID: &str = "spiffe://test.local/client";
 
 fn config(cert: &Path, key: &Path, ca: &Path, upstream: &TcpUpstream, poll: &str) -> String {
+    let files = ServerFiles {
+        cert: cert.into(),
+        key: key.into(),
+        ca: ca.into(),
+    };
+    let source = files_source(&files, &format!("poll_interval = \"{poll}\""));
     format!(
-        r#"
-[admin]
-listen = "{{admin}}"
-
-[source]
-kind = "files"
-cert = "{cert}"
-key = "{key}"
-ca = "{ca}"
-poll_interval = "{poll}"
-
-[[listener]]
-name = "main"
-listen = "127.0.0.1:0"
-upstream = "{upstream}"
-"#,
-        cert = cert.display(),
-        key = key.display(),
-        ca = ca.display(),
-        upstream = upstream.address,
+        "{}{source}{}",
+        admin_table(""),
+        main_listener(upstream.address, "")
     )
 }
 
