@@ -168,3 +168,30 @@ async fn the_daemon_rewrites_files_at_each_renewal_and_reloads_each_time() {
     assert!(!task.is_finished(), "the daemon keeps running");
     task.abort();
 }
+
+#[test]
+fn the_agent_examples_in_deploy_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/agents");
+    let mut parsed = 0;
+    for entry in std::fs::read_dir(&dir).expect("deploy/agents") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|ext| ext != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read example");
+        let config: StandaloneConfig =
+            toml::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        assert!(!config.sinks.is_empty(), "{}", path.display());
+        for sink in &config.sinks {
+            sink.mode_bits()
+                .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        }
+        for reload in &config.reloads {
+            reload
+                .check()
+                .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        }
+        parsed += 1;
+    }
+    assert_eq!(parsed, 3, "consul, nomad and vault examples");
+}
