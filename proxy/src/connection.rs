@@ -134,9 +134,14 @@ async fn tls(
     let resumed = connection.handshake_kind() == Some(HandshakeKind::Resumed);
     let certs = connection.peer_certificates().unwrap_or_default();
     let verdict = if mode == Mode::Strict && !resumed {
-        // The strict verifier checked chain and allow-list during this handshake.
+        // The strict verifier checked chain and allow-list during this handshake. The
+        // certificate is parsed again only when something downstream will show it.
+        let shown = context.http.is_some()
+            || context.config.proxy_protocol
+            || tracing::enabled!(tracing::Level::DEBUG);
         let client = certs
             .first()
+            .filter(|_| shown)
             .and_then(|leaf| CertSummary::from_der(leaf).ok());
         Verdict {
             class: ConnectionClass::MtlsAuthorized,
