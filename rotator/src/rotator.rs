@@ -116,13 +116,15 @@ pub struct Rotator<S> {
     cache: Option<Cache>,
     /// No upkeep before this instant (set after a failed upkeep, so it cannot spin).
     upkeep_not_before: Instant,
+    /// Spacing of upkeep retries while the source keeps failing them.
+    upkeep_backoff: Backoff,
 }
 
 /// How often the time-dependent gauges (seconds to expiry, lifetime used) are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The pause after a failed upkeep before the next one.
-const UPKEEP_RETRY: Duration = Duration::from_secs(5);
+/// The first pause after a failed upkeep, and the longest.
+const UPKEEP_RETRY: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(300));
 
 impl<S: CertificateSource> Rotator<S> {
     /// A rotator publishing `source`'s identities to `store`, and the handle to drive it.
@@ -150,6 +152,7 @@ impl<S: CertificateSource> Rotator<S> {
             backoff: Backoff::default(),
             cache: None,
             upkeep_not_before: Instant::now(),
+            upkeep_backoff: Backoff::new(UPKEEP_RETRY.0, UPKEEP_RETRY.1),
         };
         (rotator, handle)
     }
@@ -218,12 +221,18 @@ impl<S: CertificateSource> Rotator<S> {
     /// Source upkeep between renewals; republishes when the trust bundle changed.
     async fn upkeep(&mut self) {
         let kind = self.source.kind();
-        let trust = match self.source.upkeep().await {
+        let result = self.source.upkeep().await;
+        if result.is_ok() {
+            self.upkeep_backoff.reset();
+        }
+        let trust = match result {
             Ok(Some(trust)) => trust,
             Ok(None) => return,
             Err(err) => {
-                warn!(source = kind, reason = err.reason(), error = %err, "source upkeep failed");
-                self.upkeep_not_before = Instant::now() + UPKEEP_RETRY;
+                let wait = self.upkeep_backoff.next_delay();
+                warn!(source = kind, reason = err.reason(), error = %err,
+                    retry_in_ms = wait.as_millis() as u64, "source upkeep failed");
+                self.upkeep_not_before = Instant::now() + wait;
                 return;
             }
         };

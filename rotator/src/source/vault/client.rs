@@ -147,6 +147,11 @@ impl Vault {
             .timeout(config.timeout)
             .connect_timeout(config.timeout);
         let tls = &config.tls;
+        if url.scheme() == "http" && tls.ca_file.is_none() {
+            // No TLS to verify: skip loading the platform's roots, which can fail in minimal
+            // containers (vaultrs does the same).
+            http = http.tls_certs_only(Vec::new());
+        }
         if let Some(ca_file) = &tls.ca_file {
             let pem = read_file(ca_file).await?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| {
