@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
@@ -32,6 +32,9 @@ use crate::mode::Mode;
 
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 4096;
+
+/// Time a client has to send a request's headers, so idle sockets do not pile up.
+const ADMIN_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 type AdminResponse = Response<Full<Bytes>>;
 
@@ -55,6 +58,8 @@ pub async fn serve(socket: TcpListener, app: Arc<App>) {
                 async move { Ok::<_, std::convert::Infallible>(route(&app, request).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(ADMIN_HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(err) = connection.await {
                 debug!(peer.addr = %peer, error = %err, "admin connection failed");

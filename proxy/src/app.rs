@@ -305,7 +305,12 @@ impl Running {
                 _ = interrupt.recv() => { info!(signal = "SIGINT", "shutting down"); break; }
             }
         }
-        self.shutdown().await;
+        // A second SIGTERM or SIGINT while draining means "now".
+        tokio::select! {
+            () = self.shutdown() => {}
+            _ = terminate.recv() => warn!("second signal: exiting without waiting for the drain"),
+            _ = interrupt.recv() => warn!("second signal: exiting without waiting for the drain"),
+        }
         Ok(())
     }
 

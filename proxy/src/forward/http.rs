@@ -50,7 +50,9 @@ pub struct ClientContext {
 impl ClientContext {
     /// Builds the context for a client; `verified` is its certificate, if it verified.
     pub fn new(tls: bool, verified: Option<&CertSummary>) -> Self {
-        let xfcc = verified.and_then(|cert| HeaderValue::from_str(&xfcc_value(cert)).ok());
+        // `from_bytes` keeps non-ASCII subjects (as obs-text) instead of dropping the header.
+        let xfcc =
+            verified.and_then(|cert| HeaderValue::from_bytes(xfcc_value(cert).as_bytes()).ok());
         Self { xfcc, tls }
     }
 }
