@@ -177,6 +177,49 @@ async fn renews_repeatedly_while_a_vault_client_keeps_making_requests() {
     let status = proxy.status().await;
     assert!(status["rotation"]["next_attempt"].is_i64(), "{status}");
     assert_eq!(status["rotation"]["consecutive_failures"], 0, "{status}");
+
+    // The series the alert rules are written against.
+    let vault = [("source", "vault")];
+    let published = [("source", "vault"), ("result", "published")];
+    assert!(
+        proxy
+            .metric("portcullis_certificate_reloads_total", &published)
+            .await
+            >= 3.0
+    );
+    assert!(
+        proxy
+            .metric("portcullis_certificate_seconds_to_expiry", &vault)
+            .await
+            > 0.0
+    );
+    let used = proxy
+        .metric("portcullis_certificate_lifetime_used_ratio", &vault)
+        .await;
+    assert!((0.0..=1.0).contains(&used), "{used}");
+    for name in [
+        "portcullis_certificate_not_after_seconds",
+        "portcullis_certificate_not_before_seconds",
+        "portcullis_certificate_last_renewal_timestamp_seconds",
+        "portcullis_source_request_seconds_count",
+    ] {
+        assert!(proxy.metric(name, &vault).await > 0.0, "{name}");
+    }
+    let signed = [("endpoint", "sign"), ("result", "ok")];
+    assert!(
+        proxy
+            .metric("portcullis_vault_requests_total", &signed)
+            .await
+            >= 3.0
+    );
+    let (_, metrics) = proxy
+        .admin_request("GET", "/metrics", "")
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains("portcullis_vault_token_ttl_seconds"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -351,3 +351,127 @@ fn the_source_table_accepts_kind_vault() {
     .expect("vault source table");
     assert!(matches!(config, SourceConfig::Vault(_)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshes_the_trust_bundle_between_renewals() {
+    let bao = Bao::start();
+    bao.bootstrap_pki("60s");
+    let extra = format!("trust_refresh = \"1s\"\n{}", token_auth(&bao));
+    let store = IdentityStore::new();
+    let (rotator, _handle) = Rotator::new(
+        source(vault_config(&bao, &extra)).await,
+        validator(),
+        store.clone(),
+    );
+    let task = tokio::spawn(rotator.run());
+    eventually("first certificate", Duration::from_secs(10), || {
+        store.load().is_some()
+    })
+    .await;
+    let serial = store.load().expect("published").leaf.serial.clone();
+
+    // A second issuer appears (not yet the default): trusted before any renewal.
+    bao.new_root("next");
+    eventually(
+        "the new issuer in the bundle",
+        Duration::from_secs(10),
+        || {
+            store
+                .load()
+                .is_some_and(|identity| identity.trust.len() == 2)
+        },
+    )
+    .await;
+    assert_eq!(
+        store.load().expect("published").leaf.serial,
+        serial,
+        "same certificate"
+    );
+    task.abort();
+}
+
+/// Base64url without padding, as JWTs use it.
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, byte)| {
+            acc | u32::from(*byte) << (16 - 8 * i)
+        });
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// A JWT for `audience`, signed with `key` (EdDSA), valid for ten minutes.
+fn jwt(key: &rcgen::KeyPair, audience: &str) -> String {
+    use rcgen::SigningKey;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let header = base64url(br#"{"alg":"EdDSA","typ":"JWT"}"#);
+    let claims = serde_json::json!({
+        "sub": "portcullis-web", "aud": audience, "iat": now, "nbf": now, "exp": now + 600,
+    });
+    let claims = base64url(claims.to_string().as_bytes());
+    let signed = format!("{header}.{claims}");
+    let signature = key.sign(signed.as_bytes()).expect("sign");
+    format!("{signed}.{}", base64url(&signature))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_login_reads_the_token_file_again_at_each_login() {
+    let bao = Bao::start();
+    bao.bootstrap_pki("60s");
+    bao.policy("portcullis", PKI_POLICY);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+    let public_key = bao.dir().join("jwt-public.pem");
+    std::fs::write(&public_key, key.public_key_pem()).expect("write key");
+    bao.cli(&["auth", "enable", "jwt"]);
+    bao.cli(&[
+        "write",
+        "auth/jwt/config",
+        &format!("jwt_validation_pubkeys=@{}", public_key.display()),
+        "jwt_supported_algs=EdDSA",
+    ]);
+    bao.cli(&[
+        "write",
+        "auth/jwt/role/portcullis",
+        "role_type=jwt",
+        "bound_audiences=vault.io",
+        "user_claim=sub",
+        "token_policies=portcullis",
+        "token_ttl=1h",
+    ]);
+
+    // First a JWT for the wrong audience: Vault refuses and says why.
+    let jwt_file = bao.dir().join("vault.jwt");
+    std::fs::write(&jwt_file, jwt(&key, "someone-else")).expect("write jwt");
+    let extra = format!(
+        "auth = {{ method = \"jwt\", jwt_file = \"{}\", role = \"portcullis\" }}",
+        jwt_file.display()
+    );
+    let store = IdentityStore::new();
+    let (mut rotator, _handle) = Rotator::new(
+        source(vault_config(&bao, &extra)).await,
+        validator(),
+        store.clone(),
+    );
+    match rotator.attempt().await {
+        Outcome::SourceFailed { detail, .. } => {
+            assert!(
+                detail.contains("login_jwt") && detail.contains("aud"),
+                "{detail}"
+            )
+        }
+        other => panic!("expected a refused login, got {other:?}"),
+    }
+
+    // The file is renewed (as Nomad does): the next login reads it again.
+    std::fs::write(&jwt_file, jwt(&key, "vault.io")).expect("write jwt");
+    let outcome = rotator.attempt().await;
+    assert!(matches!(outcome, Outcome::Published { .. }), "{outcome:?}");
+}
