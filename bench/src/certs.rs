@@ -41,12 +41,14 @@ pub fn client_spec() -> LeafSpec {
 /// Writes the set into `dir`:
 /// `ca.pem`, `ca2.pem`, `bundle.pem` (both CAs), `server.pem`, `server.key`,
 /// `server-combined.pem` (key then chain, for hitch and haproxy), `client.pem`, `client.key`,
-/// and `rotation/N/{cert,key}.pem` for `N` in `0..rotation_pairs`.
+/// `client2.pem`, `client2.key` (issued by the second CA), and `rotation/N/{cert,key}.pem`
+/// for `N` in `0..rotation_pairs`.
 pub fn write_set(dir: &Path, rotation_pairs: usize, ttl: Duration) -> Result<(), CertsError> {
     let ca = DevCa::new("Portcullis bench CA", ttl * 2)?;
     let ca2 = DevCa::new("Portcullis bench CA 2", ttl * 2)?;
     let server = ca.issue(&server_spec(), ttl)?;
     let client = ca.issue(&client_spec(), ttl)?;
+    let client2 = ca2.issue(&client_spec(), ttl)?;
 
     write(&dir.join("ca.pem"), &ca.certificate_pem())?;
     write(&dir.join("ca2.pem"), &ca2.certificate_pem())?;
@@ -58,6 +60,8 @@ pub fn write_set(dir: &Path, rotation_pairs: usize, ttl: Duration) -> Result<(),
     write(&dir.join("server-combined.pem"), &combined)?;
     write(&dir.join("client.pem"), &client.chain_pem())?;
     write(&dir.join("client.key"), &client.key_pem())?;
+    write(&dir.join("client2.pem"), &client2.chain_pem())?;
+    write(&dir.join("client2.key"), &client2.key_pem())?;
 
     for index in 0..rotation_pairs {
         let pair = ca.issue(&server_spec(), ttl)?;

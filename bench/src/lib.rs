@@ -22,6 +22,7 @@ pub mod run;
 pub mod serve;
 pub mod server;
 pub mod stats;
+pub mod stream;
 pub mod tls;
 mod workers;
 

@@ -124,6 +124,10 @@ pub struct RotationOptions {
     /// Prepared `cert.pem` + `key.pem` directories, used in turn by file rotation.
     #[arg(long, value_delimiter = ',')]
     pub rotate_from: Vec<PathBuf>,
+    /// File replacements as `AFTER:SRC:DEST`, e.g. `20s:bundle.pem:/etc/ca.pem` to add a CA
+    /// to the trust bundle (repeatable). With `--admin`, followed by `POST /rotate`.
+    #[arg(long = "replace-file", value_parser = parse_replacement)]
+    pub replacements: Vec<(Duration, PathBuf, PathBuf)>,
     /// Mode switches as `AFTER:MODE`, e.g. `10s:strict` (repeatable).
     #[arg(long = "mode-switch", value_parser = parse_mode_switch)]
     pub mode_switches: Vec<(Duration, String)>,
@@ -144,6 +148,9 @@ pub struct LoadOptions {
     pub target: SocketAddr,
     #[command(flatten)]
     pub tls: TlsOptions,
+    /// Plain TCP instead of TLS: the direct-to-upstream baseline for added latency.
+    #[arg(long)]
+    pub plaintext: bool,
     /// Concurrent workers (each holds at most one connection at a time).
     #[arg(long, short = 'c', default_value_t = 16)]
     pub concurrency: usize,
@@ -234,6 +241,17 @@ pub fn parse_mode_switch(text: &str) -> Result<(Duration, String), String> {
     }
 }
 
+/// Parses `AFTER:SRC:DEST`.
+pub fn parse_replacement(text: &str) -> Result<(Duration, PathBuf, PathBuf), String> {
+    let mut parts = text.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(after), Some(src), Some(dest)) if !src.is_empty() && !dest.is_empty() => {
+            Ok((parse_duration(after)?, src.into(), dest.into()))
+        }
+        _ => Err(format!("{text:?} is not AFTER:SRC:DEST")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +274,12 @@ mod tests {
         );
         assert!(parse_mode_switch("10s:lenient").is_err());
         assert!(parse_mode_switch("strict").is_err());
+        let (after, src, dest) = parse_replacement("2s:a.pem:/tmp/b.pem").unwrap();
+        assert_eq!(
+            (after, src.to_str(), dest.to_str()),
+            (Duration::from_secs(2), Some("a.pem"), Some("/tmp/b.pem"))
+        );
+        assert!(parse_replacement("2s:a.pem").is_err());
     }
 
     #[test]

@@ -20,7 +20,16 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether the options ask for any event at all.
 pub fn has_events(options: &RotationOptions) -> bool {
-    options.rotate_every.is_some() || !options.mode_switches.is_empty()
+    options.rotate_every.is_some()
+        || !options.mode_switches.is_empty()
+        || !options.replacements.is_empty()
+}
+
+/// A one-off event at a fixed time after the start.
+#[derive(Debug, Clone)]
+enum OneOff {
+    Mode(String),
+    Replace(PathBuf, PathBuf),
 }
 
 /// Runs the events until `deadline`, recording each one.
@@ -31,17 +40,27 @@ pub async fn drive(options: RotationOptions, recorder: Arc<Recorder>, deadline: 
         .and_then(|path| std::fs::read_to_string(path).ok())
         .map(|token| token.trim().to_string());
     let start = recorder.start();
-    let mut switches = options.mode_switches.clone();
-    switches.sort_by_key(|(after, _)| *after);
-    let mut switches = switches.into_iter().peekable();
+    let mut one_offs: Vec<(Duration, OneOff)> = options
+        .mode_switches
+        .iter()
+        .map(|(after, mode)| (*after, OneOff::Mode(mode.clone())))
+        .chain(
+            options
+                .replacements
+                .iter()
+                .map(|(after, src, dest)| (*after, OneOff::Replace(src.clone(), dest.clone()))),
+        )
+        .collect();
+    one_offs.sort_by_key(|(after, _)| *after);
+    let mut one_offs = one_offs.into_iter().peekable();
     let mut next_rotation = options
         .rotate_every
         .map(|every| start + options.rotate_after.unwrap_or(every));
     let mut turn = 0usize;
 
     loop {
-        let next_switch = switches.peek().map(|(after, _)| start + *after);
-        let Some(next) = [next_rotation, next_switch].into_iter().flatten().min() else {
+        let next_one_off = one_offs.peek().map(|(after, _)| start + *after);
+        let Some(next) = [next_rotation, next_one_off].into_iter().flatten().min() else {
             return;
         };
         if next >= deadline {
@@ -49,10 +68,17 @@ pub async fn drive(options: RotationOptions, recorder: Arc<Recorder>, deadline: 
         }
         tokio::time::sleep_until(next.into()).await;
 
-        if next_switch == Some(next) {
-            if let Some((_, mode)) = switches.next() {
-                let outcome = admin(&options, token.as_deref(), "PUT", "/mode", &mode).await;
-                record(&recorder, &format!("mode_{mode}"), outcome);
+        if next_one_off == Some(next) {
+            match one_offs.next().map(|(_, event)| event) {
+                Some(OneOff::Mode(mode)) => {
+                    let outcome = admin(&options, token.as_deref(), "PUT", "/mode", &mode).await;
+                    record(&recorder, &format!("mode_{mode}"), outcome);
+                }
+                Some(OneOff::Replace(src, dest)) => {
+                    let outcome = replace_and_rotate(&options, token.as_deref(), &src, &dest).await;
+                    record(&recorder, "replace_file", outcome);
+                }
+                None => {}
             }
             continue;
         }
@@ -61,6 +87,21 @@ pub async fn drive(options: RotationOptions, recorder: Arc<Recorder>, deadline: 
         turn += 1;
         next_rotation = options.rotate_every.map(|every| next + every);
     }
+}
+
+async fn replace_and_rotate(
+    options: &RotationOptions,
+    token: Option<&str>,
+    src: &Path,
+    dest: &Path,
+) -> Result<String, String> {
+    copy_atomically(src, dest).map_err(|err| format!("{}: {err}", dest.display()))?;
+    let replaced = format!("{} -> {}", src.display(), dest.display());
+    if options.admin.is_none() {
+        return Ok(replaced);
+    }
+    let rotated = admin(options, token, "POST", "/rotate", "").await?;
+    Ok(format!("{replaced}; {rotated}"))
 }
 
 fn record(recorder: &Recorder, kind: &str, outcome: Result<String, String>) {
@@ -84,9 +125,14 @@ async fn rotate(
             return Err("file rotation needs --rotate-from directories".into());
         }
         let from = &options.rotate_from[turn % options.rotate_from.len()];
-        return replace_files(from, cert_to, key_to)
-            .map(|()| format!("files from {}", from.display()))
-            .map_err(|err| err.to_string());
+        replace_files(from, cert_to, key_to).map_err(|err| err.to_string())?;
+        let replaced = format!("files from {}", from.display());
+        if options.admin.is_none() {
+            return Ok(replaced);
+        }
+        // The rotator picks the files up at once instead of at its next poll.
+        let rotated = admin(options, token, "POST", "/rotate", "").await?;
+        return Ok(format!("{replaced}; {rotated}"));
     }
     admin(options, token, "POST", "/rotate", "").await
 }

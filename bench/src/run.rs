@@ -198,6 +198,7 @@ fn build_report(
         mode: format!("{:?}", options.mode).to_lowercase(),
         target: options.target.to_string(),
         tls: match options.tls.version {
+            _ if options.plaintext => "none (plaintext)",
             TlsVersion::Tls13 => "1.3",
             TlsVersion::Tls12 => "1.2",
             TlsVersion::Any => "any",

@@ -12,15 +12,15 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 use crate::http::{IO_CHUNK, MessageReader};
 use crate::options::{After, Direction, LoadOptions, Mode};
 use crate::stats::Recorder;
+use crate::stream::Stream;
 use crate::tls::{ClientTls, failure_reason};
 
 /// A connection and its response reader.
-pub(crate) type Conn = (TlsStream<TcpStream>, MessageReader);
+pub(crate) type Conn = (Stream, MessageReader);
 
 /// What every worker of a run shares.
 pub(crate) struct Shared {
@@ -93,6 +93,9 @@ impl Shared {
             .map_err(|_| "connect_timeout".to_string())?
             .map_err(|err| failure_reason(&err))?;
         tcp.set_nodelay(true).map_err(|err| failure_reason(&err))?;
+        if self.options.plaintext {
+            return Ok((Stream::Plain(tcp), MessageReader::new()));
+        }
         let tls = tokio::time::timeout(
             timeout,
             self.connector.connect(self.server_name.clone(), tcp),
@@ -112,7 +115,7 @@ impl Shared {
             began.elapsed(),
             serial,
         );
-        Ok((tls, MessageReader::new()))
+        Ok((Stream::Tls(Box::new(tls)), MessageReader::new()))
     }
 }
 
@@ -208,7 +211,7 @@ async fn operation(
 
 /// Sends a GET and reads the whole response; `(body bytes, server asked to close)`.
 pub(crate) async fn request(
-    stream: &mut TlsStream<TcpStream>,
+    stream: &mut Stream,
     reader: &mut MessageReader,
     path: &str,
     close: bool,
@@ -221,7 +224,7 @@ pub(crate) async fn request(
 }
 
 async fn upload(
-    stream: &mut TlsStream<TcpStream>,
+    stream: &mut Stream,
     reader: &mut MessageReader,
     size: u64,
 ) -> Result<(u64, bool), String> {
@@ -240,7 +243,7 @@ async fn upload(
 }
 
 async fn read_response(
-    stream: &mut TlsStream<TcpStream>,
+    stream: &mut Stream,
     reader: &mut MessageReader,
 ) -> Result<(u64, bool), String> {
     let head = reader
@@ -257,7 +260,7 @@ async fn read_response(
 }
 
 /// Sends close_notify, then reads to the end: a refused client gets an alert here.
-async fn close_and_drain(stream: &mut TlsStream<TcpStream>) -> Result<(), String> {
+async fn close_and_drain(stream: &mut Stream) -> Result<(), String> {
     stream.shutdown().await.map_err(io_reason)?;
     let mut sink = [0u8; 4096];
     loop {

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Side-by-side run: haproxy, stunnel, hitch, nginx (stream), Portcullis and the bare rustls
+# terminator, each with the same ECDSA P-256 certificates, a required client certificate, the
+# same upstream (bench-upstream) and the same load (portcullis-load). The server under test is
+# pinned to CPU 0, the load client and the upstream to CPU 1. Writes bench/BENCHMARKS.md and
+# bench/benchmarks.png from the JSON results.
+#
+# Usage: bench/peers/run.sh
+# Environment:
+#   DURATION=10s     length of each timed measurement
+#   IDLE_CONNS=5000  connections held for the memory measurement
+#   SERVERS="haproxy stunnel hitch nginx portcullis bare"   which servers to run
+#   RUN_DIR=target/peers   scratch folder (certificates, configs, logs, JSON results)
+#   SKIP_INSTALL=1   do not apt-get/pip anything
+# Every load is bounded in time, and only 127.0.0.1 is used.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$ROOT"
+PEERS="$ROOT/bench/peers"
+RUN="${RUN_DIR:-$ROOT/target/peers}"
+DURATION="${DURATION:-10s}"
+IDLE_CONNS="${IDLE_CONNS:-5000}"
+SERVERS="${SERVERS:-haproxy stunnel hitch nginx portcullis bare}"
+SUT_CPU=0
+LOAD_CPU=1
+UPSTREAM_PORT=18080
+ADMIN_PORT=19901
+BIN="$ROOT/target/release"
+
+log() { echo "peers/run.sh: $*" >&2; }
+
+install_missing() {
+    [ "${SKIP_INSTALL:-}" = 1 ] && return 0
+    local wanted=(haproxy stunnel4 hitch nginx libnginx-mod-stream python3-pip) missing=()
+    for pkg in "${wanted[@]}"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    fi
+    if ! python3 -c 'import matplotlib' 2>/dev/null; then
+        log "installing matplotlib (pip)"
+        python3 -m pip install --quiet matplotlib 2>/dev/null \
+            || python3 -m pip install --quiet --break-system-packages matplotlib
+    fi
+}
+
+# --- processes we start, stopped by their own pid only -------------------------------------
+STARTED=()
+cleanup() {
+    for pid in "${STARTED[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${STARTED[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+
+start() { # start NAME CPU COMMAND...: runs COMMAND pinned to CPU, logs to RUN/NAME.log
+    local name="$1" cpu="$2"
+    shift 2
+    taskset -c "$cpu" "$@" >"$RUN/$name.log" 2>&1 &
+    LAST_PID=$!
+    STARTED+=("$LAST_PID")
+}
+
+stop() { # stop PID: TERM, then KILL after 10 s
+    local pid="$1"
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+wait_port() { # wait_port PORT: up to 15 s
+    for _ in $(seq 150); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "nothing listens on port $1"
+    return 1
+}
+
+tree_pids() { # tree_pids PID: the process and its children, comma-separated
+    local pids="$1" child
+    for child in $(pgrep -P "$1" || true); do
+        pids="$pids,$child"
+    done
+    echo "$pids"
+}
+
+render() { # render TEMPLATE OUT PORT
+    sed -e "s#@RUN@#$RUN#g" -e "s#@CERTS@#$RUN/certs#g" -e "s#@PORT@#$3#g" \
+        -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" -e "s#@ADMIN_PORT@#$ADMIN_PORT#g" \
+        -e "s#@PROTOCOL@#tcp#g" "$1" >"$2"
+}
+
+# --- the load -------------------------------------------------------------------------------
+load() { # load NAME PORT PIDS EXTRA...: one measurement, JSON into RUN/results/NAME.json
+    local name="$1" port="$2" pids="$3"
+    shift 3
+    local pid_args=()
+    [ -n "$pids" ] && pid_args=(--server-pid "$pids")
+    log "  $name"
+    taskset -c "$LOAD_CPU" "$BIN/portcullis-load" --target "127.0.0.1:$port" \
+        --ca "$RUN/certs/ca.pem" --cert "$RUN/certs/client.pem" --key "$RUN/certs/client.key" \
+        --group X25519 --tls 1.3 "${pid_args[@]}" --json-out "$RUN/results/$name.json" \
+        "$@" >"$RUN/results/$name.txt" 2>"$RUN/results/$name.err" \
+        || log "  $name failed: $(tail -1 "$RUN/results/$name.err")"
+}
+
+measure() { # measure SERVER PORT PIDS
+    local server="$1" port="$2" pids="$3"
+    load "$server-full" "$port" "$pids" --mode full -c 16 -d "$DURATION"
+    load "$server-resumed" "$port" "$pids" --mode resumed -c 16 -d "$DURATION"
+    load "$server-resumed12" "$port" "$pids" --mode resumed -c 16 -d "$DURATION" \
+        --tls 1.2 --tls12-resume session-id
+    load "$server-keepalive" "$port" "$pids" --mode keepalive -c 32 -d "$DURATION"
+    load "$server-latency" "$port" "$pids" --mode keepalive -c 4 --rate 2000 -d "$DURATION"
+    load "$server-download" "$port" "$pids" --mode bulk --direction download --size-mb 64 \
+        -c 1 -d "$DURATION"
+    load "$server-upload" "$port" "$pids" --mode bulk --direction upload --size-mb 64 \
+        -c 1 -d "$DURATION"
+    load "$server-idle" "$port" "$pids" --mode idle -c "$IDLE_CONNS" --hold 2s -d 120s \
+        --timeout 30s
+}
+
+run_server() { # run_server NAME: start it pinned to the SUT CPU, measure, stop
+    local name="$1" port pid
+    case "$name" in
+        haproxy)
+            port=19443
+            render "$PEERS/haproxy.cfg.in" "$RUN/haproxy.cfg" "$port"
+            start haproxy "$SUT_CPU" haproxy -db -f "$RUN/haproxy.cfg" ;;
+        stunnel)
+            port=19444
+            render "$PEERS/stunnel.conf.in" "$RUN/stunnel.conf" "$port"
+            start stunnel "$SUT_CPU" stunnel4 "$RUN/stunnel.conf" ;;
+        hitch)
+            port=19445
+            render "$PEERS/hitch.conf.in" "$RUN/hitch.conf" "$port"
+            start hitch "$SUT_CPU" hitch --config="$RUN/hitch.conf" ;;
+        nginx)
+            port=19446
+            render "$PEERS/nginx.conf.in" "$RUN/nginx.conf" "$port"
+            start nginx "$SUT_CPU" nginx -c "$RUN/nginx.conf" -e "$RUN/nginx-error.log" ;;
+        portcullis)
+            port=19447
+            mkdir -p "$RUN/portcullis"
+            cp "$RUN/certs/server.pem" "$RUN/certs/server.key" "$RUN/certs/ca.pem" \
+                "$RUN/portcullis/"
+            render "$PEERS/portcullis.toml.in" "$RUN/portcullis.toml" "$port"
+            start portcullis "$SUT_CPU" "$BIN/portcullis" run --config "$RUN/portcullis.toml" ;;
+        bare)
+            port=19448
+            start bare "$SUT_CPU" "$BIN/bare-terminator" --listen "127.0.0.1:$port" \
+                --cert "$RUN/certs/server.pem" --key "$RUN/certs/server.key" \
+                --ca "$RUN/certs/ca.pem" ;;
+        *) log "unknown server $name"; return 1 ;;
+    esac
+    pid=$LAST_PID
+    log "$name (pid $pid) on CPU $SUT_CPU, port $port"
+    if ! wait_port "$port"; then
+        tail -5 "$RUN/$name.log" >&2 || true
+        stop "$pid"
+        return 0
+    fi
+    sleep 0.5
+    measure "$name" "$port" "$(tree_pids "$pid")"
+    stop "$pid"
+}
+
+versions() {
+    {
+        echo "nproc: $(nproc)"
+        echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+        echo "kernel: $(uname -r)"
+        echo "haproxy: $(haproxy -v 2>&1 | head -1)"
+        echo "stunnel: $(stunnel4 -version 2>&1 | grep -m1 '^stunnel')"
+        echo "hitch: $(hitch --version 2>&1 | head -1)"
+        echo "nginx: $(nginx -v 2>&1 | head -1)"
+        echo "openssl: $(openssl version)"
+        echo "rustc: $(rustc --version)"
+        echo "rustls: $(grep -A1 '^name = "rustls"$' Cargo.lock | sed -n 2p | cut -d'"' -f2)"
+        echo "portcullis: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+        echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo "duration: $DURATION"
+        echo "idle_connections: $IDLE_CONNS"
+    } >"$RUN/results/machine.txt"
+}
+
+main() {
+    install_missing
+    log "building (release)"
+    cargo build --release -q -p portcullis-bench -p portcullis-proxy --bins
+    rm -rf "$RUN/results"
+    mkdir -p "$RUN/results"
+    ulimit -n "$(ulimit -Hn)"
+    if [ "$(ulimit -n)" -lt $((IDLE_CONNS * 2 + 1000)) ]; then
+        log "open files limit $(ulimit -n) is too low for $IDLE_CONNS idle connections"
+        exit 1
+    fi
+    "$BIN/bench-certs" --out "$RUN/certs" >/dev/null
+    versions
+
+    start upstream "$LOAD_CPU" "$BIN/bench-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" \
+        --threads 1
+    wait_port "$UPSTREAM_PORT"
+    log "direct to the upstream (plaintext baseline)"
+    load direct-keepalive "$UPSTREAM_PORT" "" --plaintext --mode keepalive -c 32 \
+        -d "$DURATION"
+    load direct-latency "$UPSTREAM_PORT" "" --plaintext --mode keepalive -c 4 --rate 2000 \
+        -d "$DURATION"
+
+    for server in $SERVERS; do
+        run_server "$server"
+    done
+    python3 "$PEERS/summarize.py" "$RUN/results" "$ROOT/bench/BENCHMARKS.md" \
+        "$ROOT/bench/benchmarks.png"
+    log "wrote bench/BENCHMARKS.md and bench/benchmarks.png"
+}
+
+main "$@"
