@@ -20,38 +20,59 @@ pub struct Bao {
     port: u16,
     token: String,
     dir: tempfile::TempDir,
+    /// Serving HTTPS with a generated CA (`-dev-tls`), written to [`Bao::ca_file`].
+    tls: bool,
 }
 
 impl Bao {
     /// Starts a dev server on a free loopback port.
     pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map(|addr| addr.port())
-            .expect("no free loopback port for OpenBao");
-        Self::start_on(port, &random_token())
+        Self::start_on(free_port(), &random_token())
     }
 
     /// Starts a dev server on `port` with root token `token` (to restart one that was stopped;
     /// a dev server keeps no state, so the PKI mount must be set up again).
     pub fn start_on(port: u16, token: &str) -> Self {
+        Self::launch(port, token, false)
+    }
+
+    /// Starts a dev server that serves HTTPS with a certificate for `localhost` and
+    /// `127.0.0.1` from a generated CA ([`Bao::ca_file`]).
+    pub fn start_tls() -> Self {
+        Self::launch(free_port(), &random_token(), true)
+    }
+
+    fn launch(port: u16, token: &str, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir for OpenBao");
         let mut bao = Self {
             child: None,
             port,
             token: token.to_owned(),
             dir,
+            tls,
         };
         bao.spawn();
         bao
     }
 
+    /// The CA that signed a TLS dev server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("vault-ca.pem")
+    }
+
     fn spawn(&mut self) {
         let log_path = self.log_path();
         let log = std::fs::File::create(&log_path).expect("OpenBao log file");
-        let child = Command::new("bao")
-            .arg("server")
-            .arg("-dev")
+        let mut command = Command::new("bao");
+        command.arg("server");
+        if self.tls {
+            command
+                .arg("-dev-tls")
+                .arg(format!("-dev-tls-cert-dir={}", self.dir.path().display()));
+        } else {
+            command.arg("-dev");
+        }
+        let child = command
             .arg(format!("-dev-root-token-id={}", self.token))
             .arg(format!("-dev-listen-address=127.0.0.1:{}", self.port))
             .env("HOME", self.dir.path())
@@ -83,7 +104,12 @@ impl Bao {
                     );
                 }
             }
-            if health(self.port) == Some(200) {
+            let healthy = if self.tls {
+                self.ca_file().exists() && self.status_ok()
+            } else {
+                health(self.port) == Some(200)
+            };
+            if healthy {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -95,9 +121,33 @@ impl Bao {
         );
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` for a TLS dev server.
     pub fn addr(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// True when `bao status` says the server is up and unsealed.
+    fn status_ok(&self) -> bool {
+        self.command(&["status"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
+    /// The `bao` CLI aimed at this server as root (the token in the environment).
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("bao");
+        command
+            .args(args)
+            .env("BAO_ADDR", self.addr())
+            .env("BAO_TOKEN", &self.token)
+            .env("HOME", self.dir.path());
+        if self.tls {
+            command.env("BAO_CACERT", self.ca_file());
+        }
+        command
     }
 
     pub fn port(&self) -> u16 {
@@ -145,11 +195,8 @@ impl Bao {
 
     /// [`Bao::cli`] with `stdin` fed to the command (for `-` arguments such as policies).
     pub fn cli_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut child = Command::new("bao")
-            .args(args)
-            .env("BAO_ADDR", self.addr())
-            .env("BAO_TOKEN", &self.token)
-            .env("HOME", self.dir.path())
+        let mut child = self
+            .command(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -297,6 +344,13 @@ fn health(port: u16) -> Option<u16> {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
     answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("no free loopback port for OpenBao")
 }
 
 fn random_token() -> String {

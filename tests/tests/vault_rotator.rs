@@ -475,3 +475,45 @@ async fn jwt_login_reads_the_token_file_again_at_each_login() {
     let outcome = rotator.attempt().await;
     assert!(matches!(outcome, Outcome::Published { .. }), "{outcome:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talks_to_vault_over_tls_with_its_ca_file_and_server_name() {
+    let bao = Bao::start_tls();
+    bao.bootstrap_pki("60s");
+    let ca = bao.ca_file();
+    let attempt = |tls: String| {
+        let config = vault_config(&bao, &format!("{tls}\n{}", token_auth(&bao)));
+        async move {
+            let (mut rotator, _) =
+                Rotator::new(source(config).await, validator(), IdentityStore::new());
+            rotator.attempt().await
+        }
+    };
+
+    let trusted = format!("tls = {{ ca_file = \"{}\" }}", ca.display());
+    let outcome = attempt(trusted).await;
+    assert!(outcome.is_success(), "{outcome:?}");
+
+    // The address is an IP; the name checked is the one given.
+    let named = format!(
+        "tls = {{ ca_file = \"{}\", tls_server_name = \"localhost\" }}",
+        ca.display()
+    );
+    let outcome = attempt(named).await;
+    assert!(outcome.is_success(), "{outcome:?}");
+
+    let wrong_name = format!(
+        "tls = {{ ca_file = \"{}\", tls_server_name = \"vault.example.org\" }}",
+        ca.display()
+    );
+    match attempt(wrong_name).await {
+        Outcome::SourceFailed { reason, .. } => assert_eq!(reason, "unavailable"),
+        other => panic!("a server name the certificate lacks must fail, got {other:?}"),
+    }
+
+    // Without the CA file, the system roots do not know the dev CA.
+    match attempt(String::new()).await {
+        Outcome::SourceFailed { reason, .. } => assert_eq!(reason, "unavailable"),
+        other => panic!("an unknown CA must fail, got {other:?}"),
+    }
+}
