@@ -4,6 +4,11 @@
 //! schedule says so (or when told to through a [`RotatorHandle`]), validates it, and publishes
 //! it to the [`IdentityStore`]. A failure never unpublishes anything: the identity in force
 //! keeps serving until it really expires, and the loop retries with backoff.
+//!
+//! Between renewals the loop also wakes for the source's upkeep (a Vault token to renew, a
+//! trust bundle to read again; a changed bundle is republished with the certificate in force)
+//! and every few seconds to refresh the time-dependent gauges. With a cache attached, every
+//! publication is written to it, and a first attempt that fails serves the cached identity.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -286,7 +291,8 @@ impl<S: CertificateSource> Rotator<S> {
 
         let outcome = match obtained {
             Err(err) => {
-                warn!(source = kind, reason = err.reason(), error = %err, "certificate source failed");
+                warn!(source = kind, reason = err.reason(), error = %err,
+                    "certificate source failed; the current certificate keeps serving");
                 Outcome::SourceFailed {
                     reason: err.reason().into(),
                     detail: err.to_string(),
@@ -412,5 +418,124 @@ impl<S: CertificateSource> Rotator<S> {
         let mut status = RotationStatus::clone(&self.status.load());
         status.next_attempt = Some(unix_seconds(SystemTime::now() + delay));
         self.status.store(Arc::new(status));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::source::SourceError;
+    use crate::source::dev::{DevCa, LeafSpec};
+
+    /// A source that issues from a development CA until told to fail, and can announce a new
+    /// trust bundle through its upkeep.
+    struct Scripted {
+        ca: Arc<DevCa>,
+        failing: Arc<std::sync::atomic::AtomicBool>,
+        next_trust: Option<Vec<rustls_pki_types::CertificateDer<'static>>>,
+    }
+
+    impl CertificateSource for Scripted {
+        fn describe(&self) -> String {
+            "scripted".into()
+        }
+
+        fn kind(&self) -> &'static str {
+            "scripted"
+        }
+
+        fn refresh(&self) -> Refresh {
+            Refresh::Poll(Duration::from_secs(3600))
+        }
+
+        async fn obtain(&mut self) -> Result<Issued, SourceError> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(SourceError::Unavailable("scripted outage".into()));
+            }
+            let spec = LeafSpec {
+                common_name: "web".into(),
+                ..Default::default()
+            };
+            let leaf = self.ca.issue(&spec, Duration::from_secs(600))?;
+            Ok(Issued {
+                chain: leaf.chain,
+                key: leaf.key,
+                trust: vec![self.ca.certificate().clone()],
+            })
+        }
+
+        fn upkeep_in(&self) -> Option<Duration> {
+            self.next_trust.as_ref().map(|_| Duration::ZERO)
+        }
+
+        async fn upkeep(
+            &mut self,
+        ) -> Result<Option<Vec<rustls_pki_types::CertificateDer<'static>>>, SourceError> {
+            Ok(self.next_trust.take())
+        }
+    }
+
+    fn scripted(failing: bool) -> (Scripted, Arc<std::sync::atomic::AtomicBool>) {
+        let ca = Arc::new(DevCa::new("rotator test CA", Duration::from_secs(3600)).expect("CA"));
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(failing));
+        let source = Scripted {
+            ca,
+            failing: flag.clone(),
+            next_trust: None,
+        };
+        (source, flag)
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_serves_the_cache_and_the_status_says_so() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cache = CacheConfig {
+            dir: tmp.path().join("cache"),
+        };
+        let (source, failing) = scripted(false);
+        let store = IdentityStore::new();
+        let (rotator, _) = Rotator::new(source, Validator::default(), store.clone());
+        let mut rotator = rotator.with_cache(cache.clone());
+        assert!(rotator.attempt().await.is_success());
+        let cached = store.load().expect("published").leaf.serial.clone();
+
+        failing.store(true, std::sync::atomic::Ordering::SeqCst);
+        let restarted = IdentityStore::new();
+        let (rotator, handle) =
+            Rotator::new(rotator.source, Validator::default(), restarted.clone());
+        let task = tokio::spawn(rotator.with_cache(cache).run());
+        let mut generations = restarted.subscribe();
+        tokio::time::timeout(Duration::from_secs(5), generations.changed())
+            .await
+            .expect("served from the cache in time")
+            .expect("store alive");
+        assert_eq!(restarted.load().expect("cached").leaf.serial, cached);
+        let status = handle.status();
+        assert!(status.from_cache);
+        assert_eq!(status.serial.as_deref(), Some(cached.as_str()));
+        assert!(status.consecutive_failures >= 1);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_new_trust_bundle_from_upkeep_is_republished_with_the_same_certificate() {
+        let (mut source, _) = scripted(false);
+        let other = DevCa::new("second CA", Duration::from_secs(3600)).expect("CA");
+        source.next_trust = Some(vec![
+            source.ca.certificate().clone(),
+            other.certificate().clone(),
+        ]);
+        let store = IdentityStore::new();
+        let (mut rotator, _) = Rotator::new(source, Validator::default(), store.clone());
+        assert!(rotator.attempt().await.is_success());
+        let serial = store.load().expect("published").leaf.serial.clone();
+
+        rotator.upkeep().await;
+        let identity = store.load().expect("published");
+        assert_eq!(identity.trust.len(), 2);
+        assert_eq!(identity.leaf.serial, serial);
+        assert_eq!(store.generation(), 2);
     }
 }
