@@ -212,18 +212,25 @@ async fn run_daemon(
     let mut written_generation = 0;
 
     loop {
-        if store.generation() != written_generation {
-            written_generation = store.generation();
+        let generation = store.generation();
+        if generation != written_generation {
             if let Some(identity) = store.load() {
                 match write_sinks(config, &identity).await {
-                    Ok(true) => {
-                        pending = config.reloads.iter().collect();
-                        backoff.reset();
-                        retry_in = Some(Duration::ZERO);
+                    Ok(changed) => {
+                        written_generation = generation;
+                        if changed {
+                            pending = config.reloads.iter().collect();
+                            backoff.reset();
+                            retry_in = Some(Duration::ZERO);
+                        }
                     }
-                    Ok(false) => {}
-                    // The rotator will publish again; the old files stay until then.
-                    Err(err) => warn!(error = %err, "cannot write sink files"),
+                    // The old files stay; try again after a pause (the loop comes back here).
+                    Err(err) => {
+                        let wait = backoff.next_delay();
+                        warn!(error = %err, retry_in_ms = wait.as_millis() as u64,
+                            "cannot write sink files");
+                        retry_in = Some(wait);
+                    }
                 }
             }
         }

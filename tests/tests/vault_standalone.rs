@@ -195,3 +195,44 @@ fn the_agent_examples_in_deploy_parse() {
     }
     assert_eq!(parsed, 3, "consul, nomad and vault examples");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reload_is_retried_and_the_new_files_stay() {
+    let bao = Bao::start();
+    bao.bootstrap_pki("60s");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().to_path_buf();
+
+    // A reload that fails the first time and succeeds the next, copying the chain it saw.
+    let script = out.join("reload.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -e \"$0.tried\" ]; then cp '{chain}' '{copy}'; exit 0; fi\n\
+             touch \"$0.tried\"; echo 'daemon not ready' >&2; exit 1\n",
+            chain = out.join("chain.pem").display(),
+            copy = out.join("reloaded.pem").display(),
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let extra = format!("[[reload]]\ncommand = [\"{}\"]\n", script.display());
+    let task = tokio::spawn(standalone::run(config(&bao, &out, &extra), false));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !out.join("reloaded.pem").exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reload was never retried"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        out.join("reload.sh.tried").exists(),
+        "the first attempt failed"
+    );
+    let chain = std::fs::read_to_string(out.join("chain.pem")).expect("chain");
+    let copy = std::fs::read_to_string(out.join("reloaded.pem")).expect("copy");
+    assert_eq!(copy, chain, "the files written before the failure stayed");
+    task.abort();
+}
