@@ -367,6 +367,7 @@ impl<S: CertificateSource> Rotator<S> {
 
     /// Refreshes the gauges that move with time.
     fn update_gauges(&self) {
+        self.source.record_gauges();
         let Some(identity) = self.store.load() else {
             return;
         };

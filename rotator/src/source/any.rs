@@ -142,6 +142,14 @@ impl CertificateSource for AnySource {
         }
     }
 
+    fn record_gauges(&self) {
+        match self {
+            Self::Files(source) => source.record_gauges(),
+            Self::Dev(source) => source.record_gauges(),
+            Self::Vault(source) => source.record_gauges(),
+        }
+    }
+
     fn upkeep_in(&self) -> Option<Duration> {
         match self {
             Self::Files(source) => source.upkeep_in(),

@@ -76,6 +76,10 @@ pub trait CertificateSource: Send + 'static {
     /// Obtains material now. Called by the rotator only; never concurrently.
     fn obtain(&mut self) -> impl Future<Output = Result<Issued, SourceError>> + Send;
 
+    /// Refreshes the source's own time-dependent gauges (such as a token's TTL); called every
+    /// few seconds by the rotator. Default: nothing.
+    fn record_gauges(&self) {}
+
     /// How long until the source wants to do background upkeep (keeping a login alive,
     /// refreshing the trust bundle), if ever. Default: never.
     fn upkeep_in(&self) -> Option<Duration> {

@@ -120,6 +120,10 @@ impl CertificateSource for VaultSource {
         })
     }
 
+    fn record_gauges(&self) {
+        self.auth.record_ttl();
+    }
+
     fn upkeep_in(&self) -> Option<Duration> {
         let trust = self
             .trust_read
