@@ -517,3 +517,43 @@ async fn talks_to_vault_over_tls_with_its_ca_file_and_server_name() {
         other => panic!("an unknown CA must fail, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lived_token_from_a_file_is_kept_alive_with_renew_self() {
+    let bao = Bao::start();
+    bao.bootstrap_pki("60s");
+    bao.policy("portcullis", PKI_POLICY);
+    let created = bao.cli(&[
+        "token",
+        "create",
+        "-format=json",
+        "-policy=portcullis",
+        "-ttl=4s",
+        "-explicit-max-ttl=10m",
+    ]);
+    let created: serde_json::Value = serde_json::from_str(&created).expect("token JSON");
+    let token = created["auth"]["client_token"].as_str().expect("token");
+    let token_file = bao.dir().join("short-token");
+    std::fs::write(&token_file, token).expect("token file");
+    let extra = format!(
+        "auth = {{ method = \"token\", token_file = \"{}\" }}",
+        token_file.display()
+    );
+    let store = IdentityStore::new();
+    let (rotator, handle) = Rotator::new(
+        source(vault_config(&bao, &extra)).await,
+        validator(),
+        store.clone(),
+    );
+    let task = tokio::spawn(rotator.run());
+    eventually("first certificate", Duration::from_secs(10), || {
+        store.load().is_some()
+    })
+    .await;
+
+    // Past the token's 4 s TTL: only renew-self can have kept it valid.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let outcome = handle.rotate_now().await.expect("rotator running");
+    assert!(matches!(outcome, Outcome::Published { .. }), "{outcome:?}");
+    task.abort();
+}
