@@ -96,10 +96,13 @@ impl Auth {
 
     /// How long until the token needs attention, if it ever does.
     pub fn upkeep_in(&self) -> Option<Duration> {
-        let now = Instant::now();
         let lease = self.lease?;
-        let at = self.retry_at.into_iter().chain(lease.renew_at()).min()?;
-        Some(at.saturating_duration_since(now))
+        // After a failed renewal the renewal point is past: the retry time rules.
+        let at = match self.retry_at {
+            Some(at) => at,
+            None => lease.renew_at()?,
+        };
+        Some(at.saturating_duration_since(Instant::now()))
     }
 
     /// Updates the token TTL gauge.
@@ -260,4 +263,52 @@ async fn read_secret(path: &Path) -> Result<String, VaultError> {
         return Err(VaultError::Config(format!("{} is empty", path.display())));
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(age: Duration, duration: Option<Duration>) -> Lease {
+        Lease {
+            since: Instant::now() - age,
+            duration,
+            renewable: true,
+            initial: duration,
+        }
+    }
+
+    #[test]
+    fn upkeep_comes_at_two_thirds_of_the_lease_and_never_for_a_token_without_one() {
+        let mut auth = Auth::new(AuthConfig::default());
+        assert_eq!(
+            auth.upkeep_in(),
+            None,
+            "not logged in: nothing to keep alive"
+        );
+
+        auth.lease = Some(lease(Duration::ZERO, Some(Duration::from_secs(90))));
+        let wait = auth.upkeep_in().expect("a renewal point");
+        assert!(
+            wait > Duration::from_secs(55) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+
+        auth.lease = Some(lease(Duration::ZERO, None));
+        assert_eq!(auth.upkeep_in(), None, "a root token never expires");
+    }
+
+    #[test]
+    fn after_a_failed_renewal_the_retry_time_rules_so_upkeep_cannot_spin() {
+        let mut auth = Auth::new(AuthConfig::default());
+        auth.lease = Some(lease(
+            Duration::from_secs(70),
+            Some(Duration::from_secs(90)),
+        ));
+        assert_eq!(auth.upkeep_in(), Some(Duration::ZERO), "renewal overdue");
+
+        auth.retry_at = Some(Instant::now() + Duration::from_secs(5));
+        let wait = auth.upkeep_in().expect("a retry point");
+        assert!(wait > Duration::from_secs(4), "{wait:?}");
+    }
 }
