@@ -229,6 +229,8 @@ impl<S: CertificateSource> Rotator<S> {
         let result = self.source.upkeep().await;
         if result.is_ok() {
             self.upkeep_backoff.reset();
+            // Whatever the source says next, upkeep never runs more than once a second.
+            self.upkeep_not_before = Instant::now() + Duration::from_secs(1);
         }
         let trust = match result {
             Ok(Some(trust)) => trust,
