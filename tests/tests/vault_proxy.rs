@@ -2,7 +2,7 @@
 //! Vault-issued certificate goes through in strict mode while the server certificate renews
 //! again and again; clients of the old and the new issuer both pass across a CA rotation;
 //! Vault going down mid-run changes nothing for clients; a restart while Vault is down serves
-//! the last-known-good certificate from the cache.
+//! the last-known-good certificate from the cache, until Vault is back and a fresh one comes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -295,4 +295,29 @@ async fn keeps_serving_without_vault_and_restarts_from_the_cache() {
     let address = proxy.listener("main").await;
     let (served, _) = request(address, client).await.expect("request from cache");
     assert_eq!(served, serial);
+
+    // Vault comes back (empty: a dev server keeps nothing, so the PKI is set up again): the
+    // retries with backoff pick it up and a fresh certificate replaces the cached one.
+    bao.restart();
+    bootstrap(&bao, "60s");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = proxy.status().await;
+        if status["rotation"]["from_cache"] == false && status["certificate"]["serial"] != serial {
+            assert_eq!(status["rotation"]["consecutive_failures"], 0, "{status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery: {status}\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let client = tls(&self::roots(&bao), &client_cert(&bao));
+    let (served, reply) = request(address, client)
+        .await
+        .expect("request after recovery");
+    assert_ne!(served, serial);
+    assert_eq!(reply, "got 5 bytes: hello");
 }
