@@ -12,6 +12,7 @@
 #   SERVERS="haproxy stunnel hitch nginx portcullis bare"   which servers to run
 #   RUN_DIR=target/peers   scratch folder (certificates, configs, logs, JSON results)
 #   SKIP_INSTALL=1   do not apt-get/pip anything
+#   ROTATION=0       skip the long zero-downtime run (bench/peers/rotation.sh)
 # Every load is bounded in time, and only 127.0.0.1 is used.
 set -euo pipefail
 
@@ -24,86 +25,12 @@ IDLE_CONNS="${IDLE_CONNS:-5000}"
 SERVERS="${SERVERS:-haproxy stunnel hitch nginx portcullis bare}"
 SUT_CPU=0
 LOAD_CPU=1
-UPSTREAM_PORT=18080
-ADMIN_PORT=19901
+UPSTREAM_PORT=24080
+ADMIN_PORT=24901
 BIN="$ROOT/target/release"
 
-log() { echo "peers/run.sh: $*" >&2; }
-
-install_missing() {
-    [ "${SKIP_INSTALL:-}" = 1 ] && return 0
-    local wanted=(haproxy stunnel4 hitch nginx libnginx-mod-stream python3-pip) missing=()
-    for pkg in "${wanted[@]}"; do
-        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-    done
-    if [ "${#missing[@]}" -gt 0 ]; then
-        log "installing ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            "${missing[@]}" >/dev/null
-    fi
-    if ! python3 -c 'import matplotlib' 2>/dev/null; then
-        log "installing matplotlib (pip)"
-        python3 -m pip install --quiet matplotlib 2>/dev/null \
-            || python3 -m pip install --quiet --break-system-packages matplotlib
-    fi
-}
-
-# --- processes we start, stopped by their own pid only -------------------------------------
-STARTED=()
-cleanup() {
-    for pid in "${STARTED[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${STARTED[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
-
-start() { # start NAME CPU COMMAND...: runs COMMAND pinned to CPU, logs to RUN/NAME.log
-    local name="$1" cpu="$2"
-    shift 2
-    taskset -c "$cpu" "$@" >"$RUN/$name.log" 2>&1 &
-    LAST_PID=$!
-    STARTED+=("$LAST_PID")
-}
-
-stop() { # stop PID: TERM, then KILL after 10 s
-    local pid="$1"
-    kill "$pid" 2>/dev/null || return 0
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-wait_port() { # wait_port PORT: up to 15 s
-    for _ in $(seq 150); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    log "nothing listens on port $1"
-    return 1
-}
-
-tree_pids() { # tree_pids PID: the process and its children, comma-separated
-    local pids="$1" child
-    for child in $(pgrep -P "$1" || true); do
-        pids="$pids,$child"
-    done
-    echo "$pids"
-}
-
-render() { # render TEMPLATE OUT PORT
-    sed -e "s#@RUN@#$RUN#g" -e "s#@CERTS@#$RUN/certs#g" -e "s#@PORT@#$3#g" \
-        -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" -e "s#@ADMIN_PORT@#$ADMIN_PORT#g" \
-        -e "s#@PROTOCOL@#tcp#g" "$1" >"$2"
-}
+# shellcheck source=bench/peers/lib.sh
+source "$PEERS/lib.sh"
 
 # --- the load -------------------------------------------------------------------------------
 load() { # load NAME PORT PIDS EXTRA...: one measurement, JSON into RUN/results/NAME.json
@@ -139,30 +66,30 @@ run_server() { # run_server NAME: start it pinned to the SUT CPU, measure, stop
     local name="$1" port pid
     case "$name" in
         haproxy)
-            port=19443
+            port=24443
             render "$PEERS/haproxy.cfg.in" "$RUN/haproxy.cfg" "$port"
             start haproxy "$SUT_CPU" haproxy -db -f "$RUN/haproxy.cfg" ;;
         stunnel)
-            port=19444
+            port=24444
             render "$PEERS/stunnel.conf.in" "$RUN/stunnel.conf" "$port"
             start stunnel "$SUT_CPU" stunnel4 "$RUN/stunnel.conf" ;;
         hitch)
-            port=19445
+            port=24445
             render "$PEERS/hitch.conf.in" "$RUN/hitch.conf" "$port"
             start hitch "$SUT_CPU" hitch --config="$RUN/hitch.conf" ;;
         nginx)
-            port=19446
+            port=24446
             render "$PEERS/nginx.conf.in" "$RUN/nginx.conf" "$port"
             start nginx "$SUT_CPU" nginx -c "$RUN/nginx.conf" -e "$RUN/nginx-error.log" ;;
         portcullis)
-            port=19447
+            port=24447
             mkdir -p "$RUN/portcullis"
             cp "$RUN/certs/server.pem" "$RUN/certs/server.key" "$RUN/certs/ca.pem" \
                 "$RUN/portcullis/"
             render "$PEERS/portcullis.toml.in" "$RUN/portcullis.toml" "$port"
             start portcullis "$SUT_CPU" "$BIN/portcullis" run --config "$RUN/portcullis.toml" ;;
         bare)
-            port=19448
+            port=24448
             start bare "$SUT_CPU" "$BIN/bare-terminator" --listen "127.0.0.1:$port" \
                 --cert "$RUN/certs/server.pem" --key "$RUN/certs/server.key" \
                 --ca "$RUN/certs/ca.pem" ;;
@@ -210,7 +137,7 @@ main() {
         log "open files limit $(ulimit -n) is too low for $IDLE_CONNS idle connections"
         exit 1
     fi
-    "$BIN/bench-certs" --out "$RUN/certs" >/dev/null
+    "$BIN/bench-certs" --out "$RUN/certs" --rotation-pairs 64 >/dev/null
     versions
 
     start upstream "$LOAD_CPU" "$BIN/bench-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" \
@@ -225,6 +152,9 @@ main() {
     for server in $SERVERS; do
         run_server "$server"
     done
+    if [ "${ROTATION:-1}" = 1 ]; then
+        SKIP_BUILD=1 SKIP_SUMMARY=1 RUN_DIR="$RUN" bash "$PEERS/rotation.sh"
+    fi
     python3 "$PEERS/summarize.py" "$RUN/results" "$ROOT/bench/BENCHMARKS.md" \
         "$ROOT/bench/benchmarks.png"
     log "wrote bench/BENCHMARKS.md and bench/benchmarks.png"

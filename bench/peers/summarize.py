@@ -136,6 +136,56 @@ def targets(m, direct):
     return lines
 
 
+def rotation_section(results):
+    """The long zero-downtime run of bench/peers/rotation.sh, when present."""
+    keepalive = load(results, "rotation-keepalive")
+    full = load(results, "rotation-full")
+    if not keepalive or not full:
+        return []
+    events = keepalive["events"]
+    rotations = [e for e in events if e["kind"] == "rotate"]
+    failed_events = [e for e in events if not e["ok"]]
+    lines = [
+        "## Zero downtime under rotation (`bench/peers/rotation.sh`)",
+        "",
+        f"Portcullis (files source, permissive, then strict) for {keepalive['elapsed_s']:.0f} s "
+        f"under two clients at once: keep-alive requests at {fmt(keepalive['rate'])}/s over "
+        f"{keepalive['concurrency']} connections, and new full handshakes (each with a "
+        f"request) at {fmt(full['rate'])}/s. After a steady period the certificate is "
+        f"replaced every second ({len(rotations)} rotations, files copied into place then "
+        f"`POST /rotate`), the trust bundle gains a second CA, and the mode switches to "
+        f"strict. Injected events that failed: {len(failed_events)}.",
+        "",
+        table([
+            ["keep-alive requests", f"{keepalive['successes']:,}", str(keepalive["failed"]),
+             str(keepalive["distinct_serials"])],
+            ["full handshakes", f"{full['successes']:,}", str(full["failed"]),
+             str(full["distinct_serials"])],
+        ], ["client", "succeeded", "failed", "distinct serials seen"]),
+        "",
+    ]
+    impacts = []
+    for name, report in [("keep-alive requests", keepalive), ("full handshakes", full)]:
+        impact = report.get("rotation_impact")
+        if impact:
+            ok = impact["p99_ratio"] <= 1.10
+            impacts.append([
+                name, f"{impact['steady']['p50']} / {impact['steady']['p99']}",
+                f"{impact['during_events']['p50']} / {impact['during_events']['p99']}",
+                f"{impact['p99_ratio']:.2f} ({verdict(ok)})",
+            ])
+    if impacts:
+        lines += [
+            "Latency before the first rotation against latency from it on (target: p99 "
+            "within 10 % of steady state):",
+            "",
+            table(impacts, ["client", "steady p50 / p99 µs", "during rotations p50 / p99 µs",
+                            "p99 ratio"]),
+            "",
+        ]
+    return lines
+
+
 def plot(m, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -244,6 +294,7 @@ def main():
         *targets(m, direct),
         "",
     ]
+    parts += rotation_section(results)
     if notes:
         parts += [notes, ""]
     parts += [

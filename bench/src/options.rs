@@ -128,6 +128,10 @@ pub struct RotationOptions {
     /// to the trust bundle (repeatable). With `--admin`, followed by `POST /rotate`.
     #[arg(long = "replace-file", value_parser = parse_replacement)]
     pub replacements: Vec<(Duration, PathBuf, PathBuf)>,
+    /// Where the steady state ends for the latency comparison, in a run that injects no
+    /// events itself (another client does). Default: at the first injected event.
+    #[arg(long, value_parser = parse_duration)]
+    pub steady_until: Option<Duration>,
     /// Mode switches as `AFTER:MODE`, e.g. `10s:strict` (repeatable).
     #[arg(long = "mode-switch", value_parser = parse_mode_switch)]
     pub mode_switches: Vec<(Duration, String)>,

@@ -147,9 +147,14 @@ pub fn series(stats: &Stats, bucket_ms: u64) -> Vec<SeriesPoint> {
         .collect()
 }
 
-/// Compares the buckets before the first event with the buckets from it on.
-pub fn rotation_impact(stats: &Stats, bucket_ms: u64) -> Option<RotationImpact> {
-    let first = stats.events.iter().map(|event| event.t_ms).min()?;
+/// Compares the buckets before `steady_until_ms` (default: the first event) with the buckets
+/// from then on.
+pub fn rotation_impact(
+    stats: &Stats,
+    bucket_ms: u64,
+    steady_until_ms: Option<u64>,
+) -> Option<RotationImpact> {
+    let first = steady_until_ms.or_else(|| stats.events.iter().map(|event| event.t_ms).min())?;
     let first_bucket = (first / bucket_ms.max(1)) as usize;
     let mut steady = stats.buckets.first()?.latency.clone();
     steady.reset();

@@ -234,7 +234,14 @@ fn build_report(
             client_cpu_per_op_us: per(client_cpu, stats.successes),
             clock_ticks_per_s: procfs::clock_ticks_per_second(),
         },
-        rotation_impact: report::rotation_impact(&stats, bucket_ms),
+        rotation_impact: report::rotation_impact(
+            &stats,
+            bucket_ms,
+            options
+                .rotation
+                .steady_until
+                .map(|until| until.as_millis() as u64),
+        ),
         bucket_ms,
         series: report::series(&stats, bucket_ms),
         events: stats.events.clone(),

@@ -76,7 +76,8 @@ where
 async fn stream_bytes<S: AsyncWrite + Unpin>(stream: &mut S, size: u64) -> io::Result<u64> {
     static ZEROES: [u8; IO_CHUNK] = [0; IO_CHUNK];
     let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+Content-Length: {size}\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await?;
     let mut remaining = size;

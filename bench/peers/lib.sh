@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Helpers shared by bench/peers/run.sh and bench/peers/rotation.sh: installing the peers,
+# starting pinned processes (stopped by their own pid only), waiting for ports, rendering the
+# configuration templates. Sourced, not run.
+
+log() { echo "bench/peers: $*" >&2; }
+
+install_missing() {
+    [ "${SKIP_INSTALL:-}" = 1 ] && return 0
+    local wanted=(haproxy stunnel4 hitch nginx libnginx-mod-stream python3-pip) missing=()
+    for pkg in "${wanted[@]}"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    fi
+    if ! python3 -c 'import matplotlib' 2>/dev/null; then
+        log "installing matplotlib (pip)"
+        python3 -m pip install --quiet matplotlib 2>/dev/null \
+            || python3 -m pip install --quiet --break-system-packages matplotlib
+    fi
+}
+
+# --- processes we start, stopped by their own pid only -------------------------------------
+STARTED=()
+cleanup() {
+    for pid in "${STARTED[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${STARTED[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+
+start() { # start NAME CPU COMMAND...: runs COMMAND pinned to CPU, logs to RUN/NAME.log
+    local name="$1" cpu="$2"
+    shift 2
+    taskset -c "$cpu" "$@" >"$RUN/$name.log" 2>&1 &
+    LAST_PID=$!
+    STARTED+=("$LAST_PID")
+}
+
+stop() { # stop PID: TERM, then KILL after 10 s
+    local pid="$1"
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+wait_port() { # wait_port PORT: up to 15 s
+    for _ in $(seq 150); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "nothing listens on port $1"
+    return 1
+}
+
+tree_pids() { # tree_pids PID: the process and its children, comma-separated
+    local pids="$1" child
+    for child in $(pgrep -P "$1" || true); do
+        pids="$pids,$child"
+    done
+    echo "$pids"
+}
+
+render() { # render TEMPLATE OUT PORT
+    sed -e "s#@RUN@#$RUN#g" -e "s#@CERTS@#$RUN/certs#g" -e "s#@PORT@#$3#g" \
+        -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" -e "s#@ADMIN_PORT@#$ADMIN_PORT#g" \
+        -e "s#@PROTOCOL@#tcp#g" "$1" >"$2"
+}
+

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The long zero-downtime benchmark: Portcullis (files source, permissive) under sustained
+# load, first steady, then rotated every second; halfway through the rest its trust bundle
+# gains a second CA, and later it switches to strict. Two load clients run side by side:
+# keep-alive requests at a fixed rate (carrying the events) and new full handshakes at a
+# fixed rate. Portcullis is pinned to CPU 0, the clients and the upstream to CPU 1.
+# Results: RUN_DIR/results/rotation-{keepalive,full}.{json,txt}; then BENCHMARKS.md is
+# regenerated.
+#
+# Environment: ROTATION_LENGTH=80 (seconds in all), ROTATION_STEADY=20 (seconds before the
+# first rotation), RUN_DIR=target/peers, SKIP_BUILD=1 (when run.sh already built).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$ROOT"
+PEERS="$ROOT/bench/peers"
+RUN="${RUN_DIR:-$ROOT/target/peers}"
+BIN="$ROOT/target/release"
+LENGTH="${ROTATION_LENGTH:-80}"
+STEADY="${ROTATION_STEADY:-20}"
+SUT_CPU=0
+LOAD_CPU=1
+UPSTREAM_PORT=24081
+ADMIN_PORT=24911
+PORT=24457
+
+# shellcheck source=bench/peers/lib.sh
+source "$PEERS/lib.sh"
+
+main() {
+    if [ "${SKIP_BUILD:-}" != 1 ]; then
+        log "building (release)"
+        cargo build --release -q -p portcullis-bench -p portcullis-proxy --bins
+    fi
+    mkdir -p "$RUN/results" "$RUN/rotation"
+    [ -f "$RUN/certs/rotation/63/cert.pem" ] \
+        || "$BIN/bench-certs" --out "$RUN/certs" --rotation-pairs 64 >/dev/null
+    local serving="$RUN/rotation"
+    cp "$RUN/certs/server.pem" "$RUN/certs/server.key" "$RUN/certs/ca.pem" "$serving/"
+    sed -e "s#@RUN@/portcullis#$serving#g" -e "s#@PORT@#$PORT#g" \
+        -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" -e "s#@ADMIN_PORT@#$ADMIN_PORT#g" \
+        -e "s#@PROTOCOL@#tcp#g" -e 's#^mode = "strict"#mode = "permissive"#' \
+        "$PEERS/portcullis.toml.in" >"$RUN/rotation.toml"
+
+    start rotation-upstream "$LOAD_CPU" "$BIN/bench-upstream" \
+        --listen "127.0.0.1:$UPSTREAM_PORT" --threads 1
+    wait_port "$UPSTREAM_PORT"
+    start rotation-portcullis "$SUT_CPU" "$BIN/portcullis" run --config "$RUN/rotation.toml"
+    local pid=$LAST_PID
+    wait_port "$PORT"
+    sleep 0.5
+
+    local pairs=() trust_at=$((STEADY + (LENGTH - STEADY) / 2))
+    local strict_at=$((STEADY + 2 * (LENGTH - STEADY) / 3))
+    for n in $(seq 0 63); do pairs+=("$RUN/certs/rotation/$n"); done
+    local common=(--target "127.0.0.1:$PORT" --ca "$RUN/certs/ca.pem"
+        --cert "$RUN/certs/client.pem" --key "$RUN/certs/client.key"
+        --group X25519 --tls 1.3 -d "${LENGTH}s" --timeout 10s)
+    log "rotation: ${LENGTH}s, steady for ${STEADY}s, then a rotation every second"
+    taskset -c "$LOAD_CPU" "$BIN/portcullis-load" "${common[@]}" --mode keepalive -c 16 \
+        --rate 1000 --server-pid "$pid" --admin "127.0.0.1:$ADMIN_PORT" \
+        --rotate-after "${STEADY}s" --rotate-every 1s \
+        --rotate-cert-to "$serving/server.pem" --rotate-key-to "$serving/server.key" \
+        --rotate-from "$(IFS=,; echo "${pairs[*]}")" \
+        --replace-file "${trust_at}s:$RUN/certs/bundle.pem:$serving/ca.pem" \
+        --mode-switch "${strict_at}s:strict" \
+        --json-out "$RUN/results/rotation-keepalive.json" \
+        >"$RUN/results/rotation-keepalive.txt" 2>&1 &
+    local keepalive=$!
+    taskset -c "$LOAD_CPU" "$BIN/portcullis-load" "${common[@]}" --mode full -c 8 \
+        --rate 100 --steady-until "${STEADY}s" \
+        --json-out "$RUN/results/rotation-full.json" \
+        >"$RUN/results/rotation-full.txt" 2>&1 &
+    local full=$!
+    wait "$keepalive" \
+        || log "keep-alive client failed: $(tail -1 "$RUN/results/rotation-keepalive.txt")"
+    wait "$full" || log "handshake client failed: $(tail -1 "$RUN/results/rotation-full.txt")"
+    stop "$pid"
+
+    if [ "${SKIP_SUMMARY:-}" != 1 ] && [ -f "$RUN/results/machine.txt" ]; then
+        python3 "$PEERS/summarize.py" "$RUN/results" "$ROOT/bench/BENCHMARKS.md" \
+            "$ROOT/bench/benchmarks.png"
+        log "regenerated bench/BENCHMARKS.md"
+    fi
+}
+
+main "$@"
