@@ -22,6 +22,8 @@ pub struct Bao {
     dir: tempfile::TempDir,
     /// Serving HTTPS with a generated CA (`-dev-tls`), written to [`Bao::ca_file`].
     tls: bool,
+    /// An extra configuration file (more listeners) given with `-config`.
+    extra_config: Option<PathBuf>,
 }
 
 impl Bao {
@@ -33,16 +35,28 @@ impl Bao {
     /// Starts a dev server on `port` with root token `token` (to restart one that was stopped;
     /// a dev server keeps no state, so the PKI mount must be set up again).
     pub fn start_on(port: u16, token: &str) -> Self {
-        Self::launch(port, token, false)
+        Self::launch(port, token, false, None)
+    }
+
+    /// Starts a dev server that also loads `extra_hcl` (for example a TLS listener that
+    /// requires client certificates). The dev listener stays plain HTTP.
+    pub fn start_with_config(extra_hcl: &str) -> Self {
+        let config = tempfile::Builder::new()
+            .suffix(".hcl")
+            .tempfile()
+            .expect("config file");
+        std::fs::write(config.path(), extra_hcl).expect("write config");
+        let (_, path) = config.keep().expect("keep config file");
+        Self::launch(free_port(), &random_token(), false, Some(path))
     }
 
     /// Starts a dev server that serves HTTPS with a certificate for `localhost` and
     /// `127.0.0.1` from a generated CA ([`Bao::ca_file`]).
     pub fn start_tls() -> Self {
-        Self::launch(free_port(), &random_token(), true)
+        Self::launch(free_port(), &random_token(), true, None)
     }
 
-    fn launch(port: u16, token: &str, tls: bool) -> Self {
+    fn launch(port: u16, token: &str, tls: bool, extra_config: Option<PathBuf>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir for OpenBao");
         let mut bao = Self {
             child: None,
@@ -50,6 +64,7 @@ impl Bao {
             token: token.to_owned(),
             dir,
             tls,
+            extra_config,
         };
         bao.spawn();
         bao
@@ -71,6 +86,9 @@ impl Bao {
                 .arg(format!("-dev-tls-cert-dir={}", self.dir.path().display()));
         } else {
             command.arg("-dev");
+        }
+        if let Some(config) = &self.extra_config {
+            command.arg(format!("-config={}", config.display()));
         }
         let child = command
             .arg(format!("-dev-root-token-id={}", self.token))
@@ -323,6 +341,9 @@ impl Bao {
 impl Drop for Bao {
     fn drop(&mut self) {
         self.stop();
+        if let Some(config) = &self.extra_config {
+            let _ = std::fs::remove_file(config);
+        }
     }
 }
 
@@ -346,7 +367,8 @@ fn health(port: u16) -> Option<u16> {
     answer.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn free_port() -> u16 {
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

@@ -557,3 +557,76 @@ async fn a_short_lived_token_from_a_file_is_kept_alive_with_renew_self() {
     assert!(matches!(outcome, Outcome::Published { .. }), "{outcome:?}");
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presents_a_client_certificate_to_a_vault_listener_that_requires_one() {
+    use portcullis_rotator::source::dev::{DevCa, LeafSpec};
+
+    let ca = DevCa::new("Vault listener CA", Duration::from_secs(3600)).expect("CA");
+    let leaf = |name: &str| {
+        let spec = LeafSpec {
+            common_name: name.into(),
+            dns_names: vec!["localhost".into()],
+            ip_addresses: vec![std::net::IpAddr::from([127, 0, 0, 1])],
+            ..LeafSpec::default()
+        };
+        ca.issue(&spec, Duration::from_secs(3600)).expect("leaf")
+    };
+    let files = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: String| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let server = leaf("vault");
+    let client = leaf("portcullis");
+    let ca_file = write("ca.pem", ca.certificate_pem());
+    let server_cert = write("server.pem", server.chain_pem());
+    let server_key = write("server-key.pem", server.key_pem());
+    let client_cert = write("client.pem", client.chain_pem());
+    let client_key = write("client-key.pem", client.key_pem());
+
+    let port = portcullis_tests::bao::free_port();
+    let bao = Bao::start_with_config(&format!(
+        r#"
+        listener "tcp" {{
+          address = "127.0.0.1:{port}"
+          cluster_address = "127.0.0.1:{cluster}"
+          tls_cert_file = "{cert}"
+          tls_key_file = "{key}"
+          tls_client_ca_file = "{ca}"
+          tls_require_and_verify_client_cert = true
+        }}
+        "#,
+        cluster = portcullis_tests::bao::free_port(),
+        cert = server_cert.display(),
+        key = server_key.display(),
+        ca = ca_file.display(),
+    ));
+    bao.bootstrap_pki("60s");
+
+    let attempt = |tls: String| {
+        let mut config = vault_config(&bao, &format!("{tls}\n{}", token_auth(&bao)));
+        config.address = format!("https://127.0.0.1:{port}");
+        async move {
+            let (mut rotator, _) =
+                Rotator::new(source(config).await, validator(), IdentityStore::new());
+            rotator.attempt().await
+        }
+    };
+    let with_client = format!(
+        "tls = {{ ca_file = \"{}\", client_cert = \"{}\", client_key = \"{}\" }}",
+        ca_file.display(),
+        client_cert.display(),
+        client_key.display()
+    );
+    let outcome = attempt(with_client).await;
+    assert!(outcome.is_success(), "{outcome:?}");
+
+    let without_client = format!("tls = {{ ca_file = \"{}\" }}", ca_file.display());
+    let outcome = attempt(without_client).await;
+    assert!(
+        matches!(outcome, Outcome::SourceFailed { .. }),
+        "the listener requires a client certificate: {outcome:?}"
+    );
+}
