@@ -15,13 +15,15 @@
 //! - [`cache`]: the last-known-good cache on disk, served at a cold start while the source is
 //!   down.
 //! - [`standalone`] and [`sink`]: `portcullis rotate`, the rotator alone, writing files for
-//!   daemons that cannot take certificates in memory, then telling them to reload.
+//!   daemons that cannot take certificates in memory, then telling them to reload;
+//!   [`exposition`] answers its `GET /metrics`.
 //! - [`rotator`]: the loop that obtains, validates, publishes and reschedules, and the
 //!   [`RotatorHandle`] that the admin API uses to force a renewal.
 #![forbid(unsafe_code)]
 
 pub mod cache;
 pub mod crypto;
+pub mod exposition;
 pub mod identity;
 pub mod inspect;
 pub mod rotator;

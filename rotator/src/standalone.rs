@@ -33,6 +33,9 @@
 //! signal = "HUP"                # or: command = ["systemctl", "reload", "consul"]
 //! pid_file = "/run/consul/consul.pid"
 //! timeout = "10s"               # default 10s
+//!
+//! [metrics]                     # optional: Prometheus text at http://LISTEN/metrics
+//! listen = "127.0.0.1:9903"     # default: no metrics endpoint
 //! ```
 
 use std::path::Path;
@@ -43,6 +46,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::cache::CacheConfig;
+use crate::exposition::{MetricsConfig, Render};
 use crate::identity::Identity;
 use crate::rotator::Rotator;
 use crate::schedule::Backoff;
@@ -54,7 +58,8 @@ use crate::validate::{ExpectedIdentity, Validator};
 /// The `portcullis rotate` configuration file.
 ///
 /// # Defaults
-/// No `[identity]` check, no `[cache]`, no `[[reload]]` action, `once_timeout` `60s`.
+/// No `[identity]` check, no `[cache]`, no `[[reload]]` action, no `[metrics]`,
+/// `once_timeout` `60s`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StandaloneConfig {
@@ -72,6 +77,9 @@ pub struct StandaloneConfig {
     /// Actions run after the files changed.
     #[serde(default, rename = "reload")]
     pub reloads: Vec<ReloadConfig>,
+    /// Where to answer `GET /metrics` (needs a renderer: see [`run_with_metrics`]).
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
     /// With `--once`: how long to wait for the first certificate before giving up.
     #[serde(default = "default_once_timeout", with = "crate::schedule::humantime")]
     pub once_timeout: Duration,
@@ -139,9 +147,35 @@ impl StandaloneConfig {
 }
 
 /// Runs the standalone rotator: until SIGTERM/SIGINT, or with `once` until the first
-/// certificate is written and the reload actions have run.
+/// certificate is written and the reload actions have run. A `[metrics]` table is an error
+/// here: use [`run_with_metrics`].
 pub async fn run(config: StandaloneConfig, once: bool) -> Result<(), StandaloneError> {
+    run_with_metrics(config, once, None).await
+}
+
+/// [`run`], answering `GET /metrics` on `[metrics] listen` with what `render` returns (the
+/// caller installs the metrics recorder; `portcullis rotate` passes the Prometheus one).
+pub async fn run_with_metrics(
+    config: StandaloneConfig,
+    once: bool,
+    render: Option<Render>,
+) -> Result<(), StandaloneError> {
     config.check()?;
+    let exposition = match (&config.metrics, render) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(StandaloneError::Invalid(
+                "[metrics] is set but no metrics recorder was installed".into(),
+            ));
+        }
+        (Some(metrics), Some(render)) => Some(tokio::spawn(
+            crate::exposition::bind(metrics, render)
+                .await
+                .map_err(|err| {
+                    StandaloneError::Invalid(format!("metrics listen {}: {err}", metrics.listen))
+                })?,
+        )),
+    };
     let source = AnySource::from_config(&config.source, None).await?;
     let validator = Validator {
         expected: config.identity.clone(),
@@ -161,6 +195,9 @@ pub async fn run(config: StandaloneConfig, once: bool) -> Result<(), StandaloneE
     };
     drop(handle);
     task.abort();
+    if let Some(exposition) = exposition {
+        exposition.abort();
+    }
     result
 }
 

@@ -11,9 +11,17 @@ use portcullis_rotator::standalone::{self, StandaloneConfig};
 use portcullis_tests::bao::Bao;
 
 fn config(bao: &Bao, dir: &Path, extra: &str) -> StandaloneConfig {
+    let config: StandaloneConfig =
+        toml::from_str(&config_text(bao, dir, extra)).expect("standalone config");
+    config.check().expect("valid config");
+    config
+}
+
+/// The configuration file's text: Vault source, identity, cache, and four sinks in `dir`.
+fn config_text(bao: &Bao, dir: &Path, extra: &str) -> String {
     let token_file = bao.dir().join("token");
     std::fs::write(&token_file, bao.token()).expect("token file");
-    let text = format!(
+    format!(
         r#"
         [source]
         kind = "vault"
@@ -52,10 +60,7 @@ fn config(bao: &Bao, dir: &Path, extra: &str) -> StandaloneConfig {
         addr = bao.addr(),
         token = token_file.display(),
         dir = dir.display(),
-    );
-    let config: StandaloneConfig = toml::from_str(&text).expect("standalone config");
-    config.check().expect("valid config");
-    config
+    )
 }
 
 fn mode(path: &Path) -> u32 {
@@ -235,4 +240,76 @@ async fn a_failed_reload_is_retried_and_the_new_files_stay() {
     let copy = std::fs::read_to_string(out.join("reloaded.pem")).expect("copy");
     assert_eq!(copy, chain, "the files written before the failure stayed");
     task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rotate_command_writes_files_serves_metrics_and_stops_on_sigterm() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let bao = Bao::start();
+    bao.bootstrap_pki("60s");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path();
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], portcullis_tests::bao::free_port()));
+    let extra = format!("[[reload]]\ncommand = [\"true\"]\n\n[metrics]\nlisten = \"{metrics}\"\n");
+    let config_path = out.join("rotate.toml");
+    std::fs::write(&config_path, config_text(&bao, out, &extra)).expect("config");
+    let mut child = std::process::Command::new(portcullis_tests::proxy::binary())
+        .args(["rotate", "--config"])
+        .arg(&config_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(out.join("rotate.log")).expect("log file"))
+        .spawn()
+        .expect("portcullis rotate");
+
+    let scrape = || async move {
+        let mut stream = tokio::net::TcpStream::connect(metrics).await.ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.ok()?;
+        Some(text)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        if let Some(text) = scrape().await {
+            if text.contains("portcullis_sink_reload_actions_total") {
+                break text;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reload counted in /metrics; log:\n{}",
+            std::fs::read_to_string(out.join("rotate.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(text.contains("result=\"ok\""), "{text}");
+    assert!(
+        text.contains("portcullis_certificate_seconds_to_expiry{source=\"vault\"}"),
+        "{text}"
+    );
+    assert!(out.join("chain.pem").exists() && out.join("key.pem").exists());
+    assert_eq!(mode(&out.join("key.pem")), 0o600);
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("portcullis rotate did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
 }

@@ -100,7 +100,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rotate { config, once } => {
             let loaded = portcullis_rotator::standalone::StandaloneConfig::load(&config)?;
             logging::init(crate::config::LogFormat::Text, None);
-            runtime()?.block_on(portcullis_rotator::standalone::run(loaded, once))?;
+            let metrics = crate::metrics::install().map_err(anyhow::Error::msg)?;
+            let render: portcullis_rotator::exposition::Render =
+                std::sync::Arc::new(move || metrics.render());
+            let rotate =
+                portcullis_rotator::standalone::run_with_metrics(loaded, once, Some(render));
+            runtime()?.block_on(rotate)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
