@@ -1,4 +1,4 @@
-//! The Vault walkthrough of `deploy/vault/README.md`, run exactly as written: the shell blocks
+//! The Vault walkthrough of the root `README.md`, run exactly as written: the shell blocks
 //! between `<!-- walkthrough -->` and `<!-- /walkthrough -->`, in one bash, from the
 //! repository root, against a real `bao server -dev` and the real binary. A new user's
 //! experience, checked by what the commands print.
@@ -59,7 +59,7 @@ fn the_readme_walkthrough_works_as_written() {
     let root = repo_root();
     // The walkthrough runs ./target/debug/portcullis: fail clearly when it is not built.
     portcullis_tests::proxy::binary();
-    let readme = std::fs::read_to_string(root.join("deploy/vault/README.md")).expect("README");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
     let script = walkthrough_script(&readme);
     assert!(script.contains("bao server -dev") && script.contains("portcullis run"));
 
