@@ -350,4 +350,56 @@ mod tests {
             .expect("valid");
         assert_eq!(identity.trust.len(), 2);
     }
+
+    /// A CA rotation with a cross-signed new root: a leaf of the new root, sent with the new
+    /// root cross-signed by the old one, must verify whichever roots the bundle holds.
+    #[test]
+    fn verifies_chains_through_a_cross_signed_root() {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+        let root = |name: &str| {
+            let mut params = CertificateParams::default();
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params
+        };
+        let old_key = KeyPair::generate().unwrap();
+        let old_params = root("old root");
+        let old_self = old_params.self_signed(&old_key).unwrap().der().clone();
+        let old = Issuer::new(old_params, old_key);
+
+        let new_key = KeyPair::generate().unwrap();
+        let new_params = root("new root");
+        let new_self = new_params.self_signed(&new_key).unwrap().der().clone();
+        let new_by_old = new_params.signed_by(&new_key, &old).unwrap().der().clone();
+        let new = Issuer::new(new_params, new_key);
+
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf_params = CertificateParams::new(vec!["web.local".to_owned()]).unwrap();
+        let leaf = leaf_params
+            .signed_by(&leaf_key, &new)
+            .unwrap()
+            .der()
+            .clone();
+        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+
+        for trust in [
+            vec![old_self.clone()],
+            vec![new_self.clone()],
+            vec![old_self, new_self],
+        ] {
+            let candidate = Issued {
+                chain: vec![leaf.clone(), new_by_old.clone()],
+                key: key.clone_key(),
+                trust: trust.clone(),
+            };
+            let checked = Validator::default().check(candidate, SystemTime::now());
+            assert!(
+                checked.is_ok(),
+                "{} anchor(s): {:?}",
+                trust.len(),
+                checked.err()
+            );
+        }
+    }
 }
