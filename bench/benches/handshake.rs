@@ -27,7 +27,8 @@ const CASES: &[(&str, &str)] = &[
 ];
 
 struct Pki {
-    server: Arc<ServerConfig>,
+    server_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    server_key: rustls_pki_types::PrivateKeyDer<'static>,
     client_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
     client_key: rustls_pki_types::PrivateKeyDer<'static>,
     roots: Arc<RootCertStore>,
@@ -40,25 +41,34 @@ fn pki() -> Pki {
     let client = ca.issue(&client_spec(), ttl).expect("client leaf");
     let mut roots = RootCertStore::empty();
     roots.add(ca.certificate().clone()).expect("root");
-    let roots = Arc::new(roots);
+    Pki {
+        server_chain: server.chain,
+        server_key: server.key,
+        client_chain: client.chain,
+        client_key: client.key,
+        roots: Arc::new(roots),
+    }
+}
 
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), crypto::provider())
+/// A server with `provider`, a required client certificate, tickets and a session cache.
+fn server_config(
+    pki: &Pki,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    tickets: usize,
+) -> Arc<ServerConfig> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(pki.roots.clone(), provider.clone())
         .build()
         .expect("verifier");
-    let mut config = ServerConfig::builder_with_provider(crypto::provider())
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_client_cert_verifier(verifier)
-        .with_single_cert(server.chain, server.key)
+        .with_single_cert(pki.server_chain.clone(), pki.server_key.clone_key())
         .expect("server config");
     config.session_storage = ServerSessionMemoryCache::new(4096);
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().expect("ticketer");
-    Pki {
-        server: Arc::new(config),
-        client_chain: client.chain,
-        client_key: client.key,
-        roots,
-    }
+    config.send_tls13_tickets = tickets;
+    Arc::new(config)
 }
 
 fn client_config(pki: &Pki, suite: &str, group: &str, resume: bool) -> Arc<ClientConfig> {
@@ -124,11 +134,12 @@ fn handshake(client_config: &Arc<ClientConfig>, server_config: &Arc<ServerConfig
 
 fn bench_full(c: &mut Criterion) {
     let pki = pki();
+    let server = server_config(&pki, crypto::provider(), 2);
     let mut group = c.benchmark_group("server_cpu_full_handshake");
     for (suite, kx) in CASES {
         let config = client_config(&pki, suite, kx, false);
         group.bench_function(BenchmarkId::new(*suite, kx), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| handshake(&config, &pki.server)).sum())
+            b.iter_custom(|iters| (0..iters).map(|_| handshake(&config, &server)).sum())
         });
     }
     group.finish();
@@ -136,14 +147,44 @@ fn bench_full(c: &mut Criterion) {
 
 fn bench_resumed(c: &mut Criterion) {
     let pki = pki();
+    let two_tickets = server_config(&pki, crypto::provider(), 2);
+    let one_ticket = server_config(&pki, crypto::provider(), 1);
     let mut group = c.benchmark_group("server_cpu_resumed_handshake");
-    for (suite, kx) in [CASES[0], CASES[5]] {
+    let cases = [
+        (CASES[0], &two_tickets, "2 tickets"),
+        (CASES[0], &one_ticket, "1 ticket"),
+        (CASES[5], &two_tickets, "session id"),
+    ];
+    for ((suite, kx), server, how) in cases {
         let config = client_config(&pki, suite, kx, true);
         // The first handshake is full and leaves a ticket or a session ID behind.
-        handshake(&config, &pki.server);
-        group.bench_function(BenchmarkId::new(suite, kx), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| handshake(&config, &pki.server)).sum())
+        handshake(&config, server);
+        let id = BenchmarkId::new(suite, format!("{kx}, {how}"));
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| handshake(&config, server)).sum())
         });
+    }
+    group.finish();
+}
+
+/// The same full handshake with the server on the Portcullis mix (ring suites, aws-lc-rs
+/// groups and keys) and on aws-lc-rs alone: the suite's hash comes from the suite's provider.
+fn bench_provider(c: &mut Criterion) {
+    let pki = pki();
+    let mix = server_config(&pki, crypto::provider(), 2);
+    let aws = server_config(
+        &pki,
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        2,
+    );
+    let mut group = c.benchmark_group("server_cpu_full_by_provider");
+    for suite in ["TLS13_AES_128_GCM_SHA256", "TLS13_AES_256_GCM_SHA384"] {
+        let config = client_config(&pki, suite, "X25519", false);
+        for (name, server) in [("portcullis mix", &mix), ("aws-lc-rs", &aws)] {
+            group.bench_function(BenchmarkId::new(suite, name), |b| {
+                b.iter_custom(|iters| (0..iters).map(|_| handshake(&config, server)).sum())
+            });
+        }
     }
     group.finish();
 }
@@ -151,6 +192,6 @@ fn bench_resumed(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(3));
-    targets = bench_full, bench_resumed
+    targets = bench_full, bench_resumed, bench_provider
 }
 criterion_main!(benches);

@@ -79,7 +79,7 @@ main() {
 
     if [ "${SKIP_SUMMARY:-}" != 1 ] && [ -f "$RUN/results/machine.txt" ]; then
         python3 "$PEERS/summarize.py" "$RUN/results" "$ROOT/bench/BENCHMARKS.md" \
-            "$ROOT/bench/benchmarks.png"
+            "$ROOT/bench/benchmarks.png" "$ROOT/target/criterion"
         log "regenerated bench/BENCHMARKS.md"
     fi
 }

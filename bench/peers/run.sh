@@ -156,7 +156,7 @@ main() {
         SKIP_BUILD=1 SKIP_SUMMARY=1 RUN_DIR="$RUN" bash "$PEERS/rotation.sh"
     fi
     python3 "$PEERS/summarize.py" "$RUN/results" "$ROOT/bench/BENCHMARKS.md" \
-        "$ROOT/bench/benchmarks.png"
+        "$ROOT/bench/benchmarks.png" "$ROOT/target/criterion"
     log "wrote bench/BENCHMARKS.md and bench/benchmarks.png"
 }
 

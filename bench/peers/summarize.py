@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns the JSON results of bench/peers/run.sh into bench/BENCHMARKS.md and a plot.
 
-Usage: summarize.py RESULTS_DIR BENCHMARKS_MD PLOT_PNG
+Usage: summarize.py RESULTS_DIR BENCHMARKS_MD PLOT_PNG [CRITERION_DIR]
 
 Every figure comes from the JSON reports of portcullis-load in RESULTS_DIR; nothing here is a
 measurement. Qualitative explanations live in bench/peers/notes.md and are appended verbatim.
@@ -186,6 +186,43 @@ def rotation_section(results):
     return lines
 
 
+def criterion_section(criterion_dir):
+    """In-memory figures from the last `cargo bench -p portcullis-bench`, when present."""
+    if not criterion_dir or not os.path.isdir(criterion_dir):
+        return []
+    rows = []
+    for dirpath, _, files in os.walk(criterion_dir):
+        if os.path.basename(dirpath) != "new" or "estimates.json" not in files:
+            continue
+        with open(os.path.join(dirpath, "benchmark.json")) as handle:
+            name = json.load(handle)["full_id"]
+        with open(os.path.join(dirpath, "estimates.json")) as handle:
+            estimates = json.load(handle)
+        mean = estimates["mean"]
+        low, high = mean["confidence_interval"]["lower_bound"], \
+            mean["confidence_interval"]["upper_bound"]
+        rows.append((name, mean["point_estimate"], low, high))
+    if not rows:
+        return []
+
+    def show(ns):
+        return f"{ns / 1000:,.1f} µs" if ns >= 1000 else f"{ns:,.1f} ns"
+
+    rows.sort()
+    return [
+        "## In memory (criterion, `cargo bench -p portcullis-bench`)",
+        "",
+        "rustls connections driven over buffers, no sockets; handshakes count only the time "
+        "spent in the server's calls (mutual TLS, ECDSA P-256). From the last `cargo bench` "
+        "on this machine (`target/criterion`).",
+        "",
+        table([[f"`{name}`", show(mean), f"{show(low)} – {show(high)}"]
+               for name, mean, low, high in rows],
+              ["benchmark", "mean", "95 % interval"]),
+        "",
+    ]
+
+
 def plot(m, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -232,12 +269,14 @@ def main():
         added99 = x["lat_p99"] - d99 if x["lat_p99"] is not None and d99 else None
         rows.append([
             LABELS[s], fmt(x["full_cpu"]), fmt(x["resumed_cpu"]), fmt(x["resumed12_cpu"]),
-            fmt(x["full_over_resumed"], 2), fmt(x["ka_rps"]), fmt(x["ka_cpu"], 1),
+            fmt(x["full_over_resumed"], 2),
+            fmt(x["resumed_share"] * 100 if x["resumed_share"] is not None else None),
+            fmt(x["ka_rps"]), fmt(x["ka_cpu"], 1),
             f"{fmt(x['lat_p50'])} / {fmt(x['lat_p99'])}", f"{fmt(added50)} / {fmt(added99)}",
             fmt(x["download"]), fmt(x["upload"]), fmt(x["idle_kib"], 1), str(x["failed"]),
         ])
     header = ["server", "full hs CPU µs", "resumed 1.3 CPU µs", "resumed 1.2 (ID) CPU µs",
-              "full/resumed", "keep-alive req/s", "CPU µs/req", "latency p50 / p99 µs",
+              "full/resumed", "% resumed", "keep-alive req/s", "CPU µs/req", "latency p50 / p99 µs",
               "added p50 / p99 µs", "download MiB/s", "upload MiB/s", "KiB/idle conn",
               "failures"]
 
@@ -295,6 +334,7 @@ def main():
         "",
     ]
     parts += rotation_section(results)
+    parts += criterion_section(sys.argv[4] if len(sys.argv) > 4 else None)
     if notes:
         parts += [notes, ""]
     parts += [
@@ -316,8 +356,8 @@ def main():
         "",
         "Modes used: `full` and `resumed` (c=16), `resumed --tls 1.2 --tls12-resume "
         "session-id`, `keepalive` closed loop (c=32) for requests/s, `keepalive --rate 2000 "
-        "-c 4` open loop for latency (coordinated-omission corrected: latency counts from "
-        "the scheduled start), `bulk` 64 MiB transfers each way (c=1), `idle` "
+        "-c 4` open loop for latency (an operation the client starts late is timed from "
+        "when it was due, so queueing is not hidden), `bulk` 64 MiB transfers each way (c=1), `idle` "
         "(connections held, RSS before and with all held, from `/proc/PID/status`).",
         "",
         "## Machine",

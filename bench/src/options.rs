@@ -141,7 +141,9 @@ pub struct RotationOptions {
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "portcullis-load",
-    about = "mTLS load client for Portcullis and its peers"
+    about = "mTLS load client for Portcullis and its peers",
+    // A later `--tls 1.2` overrides an earlier `--tls 1.3` (scripts add to common options).
+    args_override_self = true
 )]
 pub struct LoadOptions {
     /// What each operation is.
@@ -296,6 +298,8 @@ mod tests {
             "ca.pem",
             "--server-pid",
             "1,2",
+            "--tls",
+            "1.3",
             "--tls",
             "1.2",
         ])

@@ -144,9 +144,16 @@ pub(crate) async fn worker(shared: Arc<Shared>) {
     let mut serials = SerialCache::default();
     let mut conn: Option<Conn> = None;
     while let Some(due) = shared.take() {
-        if shared.options.rate.is_some() {
+        let start = if Instant::now() < due {
+            // Ahead of schedule: wait, and time from the actual start, since tokio's timer
+            // wakes up to a millisecond late and that is not the server's doing.
             tokio::time::sleep_until(due.into()).await;
-        }
+            Instant::now()
+        } else {
+            // Behind schedule (or closed loop): time from when the operation was due, so a
+            // stalled server shows in the latency instead of being hidden by the schedule.
+            due
+        };
         let outcome = tokio::time::timeout(
             shared.op_timeout(),
             operation(&shared, &mut conn, &mut serials),
@@ -157,7 +164,7 @@ pub(crate) async fn worker(shared: Arc<Shared>) {
         match outcome {
             Ok(bytes) => shared
                 .recorder
-                .ok(now, now.saturating_duration_since(due), bytes),
+                .ok(now, now.saturating_duration_since(start), bytes),
             Err(reason) => {
                 conn = None;
                 shared.recorder.failure(now, &reason);
