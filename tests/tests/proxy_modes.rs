@@ -268,3 +268,40 @@ async fn strict_rechecks_resumed_sessions() {
         .await;
     assert_eq!(refused, 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reloaded_allow_list_applies_to_a_client_seen_before() {
+    let pki = TestPki::new("allow-list CA");
+    let upstream = TcpUpstream::start().await;
+    let proxy = Portcullis::start(&config(&pki, &upstream, "strict")).await;
+    let address = proxy.listener("main").await;
+    let tls = client::config(&pki.ca_cert(), Some(&pki.client(ALLOWED)), &[]);
+
+    // The same certificate twice: the second connection reuses the verified chain.
+    for round in 0..2 {
+        let reply = tls_round_trip(address, tls.clone(), b"hi")
+            .await
+            .expect("allowed");
+        assert_eq!(
+            String::from_utf8_lossy(&reply),
+            "got 2 bytes: hi",
+            "round {round}"
+        );
+    }
+
+    let text = std::fs::read_to_string(&proxy.config_path).unwrap();
+    let narrowed = text.replace(
+        "spiffe://test.local/ns/prod/",
+        "spiffe://test.local/ns/ops/",
+    );
+    std::fs::write(&proxy.config_path, narrowed).unwrap();
+    let (code, body) = proxy.admin_request("POST", "/reload", "").await.unwrap();
+    assert_eq!(code, 200, "{body}");
+
+    let refused = tls_round_trip(address, tls, b"again").await;
+    assert!(
+        refused.map(|reply| reply.is_empty()).unwrap_or(true),
+        "still allowed"
+    );
+    assert_eq!(upstream.connections(), 2);
+}

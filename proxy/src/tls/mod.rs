@@ -6,6 +6,7 @@
 //! negotiated. The ticket keys and the session cache are shared by every generation, so
 //! resumption keeps working across certificate rotations.
 
+mod chain_cache;
 mod verifier;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::authz::AllowList;
 use crate::config::{Protocol, TlsConfig};
 use crate::mode::Mode;
 
+use chain_cache::ChainCache;
 pub use verifier::{ChainCheck, ClientVerifier};
 
 /// TLS settings checked once from the `[tls]` table.
@@ -186,12 +188,14 @@ impl TlsState {
         .build()
         .map_err(|err| rustls::Error::General(err.to_string()))?;
 
+        let verified = Arc::new(ChainCache::default());
         let verifier = |strict| {
             Arc::new(ClientVerifier::new(
                 chain.clone(),
                 self.allow.clone(),
                 self.settings.provider.clone(),
                 strict,
+                verified.clone(),
             ))
         };
         let strict = verifier(true);

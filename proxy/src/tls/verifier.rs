@@ -5,6 +5,9 @@
 //! rather than a silent close. In permissive mode it asks for a certificate but accepts any
 //! (still checking the handshake signatures, which prove possession of the key); the proxy then
 //! classifies the connection after the handshake with [`ClientVerifier::check_chain`].
+//!
+//! Both modes share a [`ChainCache`], so a client whose chain verified once is not verified
+//! again on its next connection.
 
 use std::sync::Arc;
 
@@ -17,6 +20,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 
 use portcullis_rotator::inspect::CertSummary;
 
+use super::chain_cache::ChainCache;
 use crate::authz::AllowList;
 
 /// Verifies client certificates against one trust bundle and the live allow-list.
@@ -29,6 +33,8 @@ pub struct ClientVerifier {
     provider: Arc<CryptoProvider>,
     /// Strict: certificate required, chain and allow-list enforced in the handshake.
     strict: bool,
+    /// Chains that verified against this trust bundle.
+    verified: Arc<ChainCache>,
 }
 
 impl ClientVerifier {
@@ -37,13 +43,34 @@ impl ClientVerifier {
         allow: Arc<ArcSwap<AllowList>>,
         provider: Arc<CryptoProvider>,
         strict: bool,
+        verified: Arc<ChainCache>,
     ) -> Self {
         Self {
             chain,
             allow,
             provider,
             strict,
+            verified,
         }
+    }
+
+    /// The summary of the leaf when the chain verifies now (from the cache when it can).
+    fn verify(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<Arc<CertSummary>, rustls::Error> {
+        let seconds = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        if let Some(summary) = self.verified.get(leaf, intermediates, seconds) {
+            return Ok(summary);
+        }
+        self.chain.verify_client_cert(leaf, intermediates, now)?;
+        let summary = CertSummary::from_der(leaf)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let summary = Arc::new(summary);
+        self.verified.insert(leaf, intermediates, summary.clone());
+        Ok(summary)
     }
 
     /// Verifies a presented chain (leaf first) as strict mode would, now.
@@ -51,20 +78,12 @@ impl ClientVerifier {
         let Some((leaf, intermediates)) = certs.split_first() else {
             return ChainCheck::NoCertificate;
         };
-        let summary = CertSummary::from_der(leaf).ok();
-        if self
-            .chain
-            .verify_client_cert(leaf, intermediates, UnixTime::now())
-            .is_err()
-        {
-            return ChainCheck::Invalid(summary);
-        }
-        match summary {
-            Some(summary) if self.allow.load().authorizes(&summary) => {
-                ChainCheck::Authorized(summary)
+        match self.verify(leaf, intermediates, UnixTime::now()) {
+            Err(_) => ChainCheck::Invalid(CertSummary::from_der(leaf).ok()),
+            Ok(summary) if self.allow.load().authorizes(&summary) => {
+                ChainCheck::Authorized(CertSummary::clone(&summary))
             }
-            Some(summary) => ChainCheck::Unauthorized(summary),
-            None => ChainCheck::Invalid(None),
+            Ok(summary) => ChainCheck::Unauthorized(CertSummary::clone(&summary)),
         }
     }
 }
@@ -102,10 +121,7 @@ impl ClientCertVerifier for ClientVerifier {
         if !self.strict {
             return Ok(ClientCertVerified::assertion());
         }
-        self.chain
-            .verify_client_cert(end_entity, intermediates, now)?;
-        let summary = CertSummary::from_der(end_entity)
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let summary = self.verify(end_entity, intermediates, now)?;
         if !self.allow.load().authorizes(&summary) {
             return Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
