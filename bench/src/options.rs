@@ -80,9 +80,11 @@ pub struct TlsOptions {
     /// The name the server certificate is checked against (and sent as SNI).
     #[arg(long, default_value = "localhost")]
     pub server_name: String,
-    /// Key exchange group to offer, alone: X25519, secp256r1, secp384r1 or X25519MLKEM768.
-    /// Pinned because rustls offers the hybrid first, forcing a HelloRetryRequest from peers
-    /// that lack it.
+    /// Key exchange group(s) to offer, comma-separated in order of preference: X25519,
+    /// secp256r1, secp384r1, X25519MLKEM768. Pinned because rustls offers the hybrid first,
+    /// forcing a HelloRetryRequest from peers that lack it. In TLS 1.2, OpenSSL servers also
+    /// require the curve of their ECDSA certificate among the offered groups
+    /// (`X25519,secp256r1` for a P-256 certificate).
     #[arg(long, default_value = "X25519")]
     pub group: String,
     /// Cipher suite to offer, alone (IANA name, e.g. TLS13_AES_128_GCM_SHA256); all if unset.

@@ -1,4 +1,4 @@
-//! The load client's TLS configuration: one group, optionally one suite, explicit versions,
+//! The load client's TLS configuration: pinned groups, optionally one suite, explicit versions,
 //! a client certificate, and resumption on or off.
 
 use std::path::Path;
@@ -42,12 +42,17 @@ pub struct ClientTls {
     pub server_name: ServerName<'static>,
 }
 
-/// The Portcullis provider restricted to one group and, optionally, one suite.
-pub fn pinned_provider(group: &str, suite: Option<&str>) -> Result<CryptoProvider, TlsSetupError> {
+/// The Portcullis provider restricted to the groups in `groups` (comma-separated, in order
+/// of preference) and, optionally, one suite.
+pub fn pinned_provider(groups: &str, suite: Option<&str>) -> Result<CryptoProvider, TlsSetupError> {
     let mut provider = (*crypto::provider()).clone();
-    let group =
-        crypto::group_by_name(group).ok_or_else(|| TlsSetupError::UnknownGroup(group.into()))?;
-    provider.kx_groups = vec![group];
+    provider.kx_groups = groups
+        .split(',')
+        .map(str::trim)
+        .map(|name| {
+            crypto::group_by_name(name).ok_or_else(|| TlsSetupError::UnknownGroup(name.into()))
+        })
+        .collect::<Result<_, _>>()?;
     if let Some(name) = suite {
         let suite =
             crypto::suite_by_name(name).ok_or_else(|| TlsSetupError::UnknownSuite(name.into()))?;
@@ -187,6 +192,8 @@ mod tests {
         let provider = pinned_provider("X25519", Some("TLS13_AES_128_GCM_SHA256")).unwrap();
         assert_eq!(provider.kx_groups.len(), 1);
         assert_eq!(provider.cipher_suites.len(), 1);
+        let two = pinned_provider("X25519,secp256r1", None).unwrap();
+        assert_eq!(two.kx_groups.len(), 2);
         assert!(pinned_provider("nope", None).is_err());
     }
 }
