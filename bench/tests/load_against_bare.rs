@@ -1,0 +1,102 @@
+//! The load client against an in-process bare terminator: successes are counted, a refused
+//! client certificate is counted as a failure (TLS 1.3 shows it only on the first read), and
+//! the serial of the server certificate is recorded.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use portcullis_bench::serve::{FixedResponse, serve_connection};
+use portcullis_bench::server::{ServerTlsOptions, server_config};
+use portcullis_bench::{LoadOptions, run};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// Starts a bare terminator on a free loopback port; returns its address.
+async fn bare(certs: &Path) -> String {
+    let options = ServerArgs::try_parse_from([
+        "bare",
+        "--cert",
+        &certs.join("server.pem").display().to_string(),
+        "--key",
+        &certs.join("server.key").display().to_string(),
+        "--ca",
+        &certs.join("ca.pem").display().to_string(),
+    ])
+    .expect("server options")
+    .tls;
+    let acceptor = TlsAcceptor::from(server_config(&options).expect("server config"));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    let fixed = Arc::new(FixedResponse::new(13));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, fixed) = (acceptor.clone(), fixed.clone());
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let _ = serve_connection(&mut tls, &fixed).await;
+                }
+            });
+        }
+    });
+    address
+}
+
+fn options(target: &str, certs: &Path, extra: &[&str]) -> LoadOptions {
+    let ca = certs.join("ca.pem").display().to_string();
+    let mut args = vec![
+        "load", "--target", target, "--ca", &ca, "-d", "20s", "-c", "2",
+    ];
+    args.extend_from_slice(extra);
+    LoadOptions::try_parse_from(args).expect("load options")
+}
+
+/// The bare terminator's TLS options, parsed as its command line would be.
+#[derive(Debug, Parser)]
+struct ServerArgs {
+    #[command(flatten)]
+    tls: ServerTlsOptions,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_successes_refusals_and_serials() {
+    let dir = tempfile::tempdir().unwrap();
+    portcullis_bench::certs::write_set(dir.path(), 0, Duration::from_secs(3600)).unwrap();
+    let certs = dir.path();
+    let target = bare(certs).await;
+    let cert = certs.join("client.pem").display().to_string();
+    let key = certs.join("client.key").display().to_string();
+    let client = ["--cert", cert.as_str(), "--key", key.as_str()];
+
+    for mode in ["full", "resumed", "keepalive"] {
+        let mut extra = vec!["--mode", mode, "-n", "20"];
+        extra.extend_from_slice(&client);
+        let report = run(options(&target, certs, &extra)).await.unwrap();
+        assert_eq!(report.successes, 20, "{mode}: {}", report.to_text());
+        assert_eq!(report.failed, 0, "{mode}: {}", report.to_text());
+        assert_eq!(report.distinct_serials, 1, "{mode}");
+        if mode == "resumed" {
+            assert!(report.handshakes_resumed > 0, "{}", report.to_text());
+        }
+    }
+
+    // Without a client certificate the TLS 1.3 handshake "succeeds" on the client side; the
+    // refusal arrives with the first read, after a request or after close_notify.
+    for after in ["request", "close"] {
+        let report = run(options(
+            &target,
+            certs,
+            &["--mode", "full", "-n", "6", "--after", after],
+        ))
+        .await
+        .unwrap();
+        assert_eq!(report.successes, 0, "{after}: {}", report.to_text());
+        assert_eq!(
+            report.failures.get("tls_alert_certificate_required"),
+            Some(&6),
+            "{after}: {}",
+            report.to_text()
+        );
+    }
+}
