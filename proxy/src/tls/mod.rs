@@ -226,6 +226,9 @@ impl TlsState {
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(resolver));
 
+        // Our order (AES-128-GCM first) rather than the client's: rustls clients put
+        // AES-256-GCM-SHA384 first, which costs a fifth more per handshake here.
+        config.ignore_client_order = true;
         config.ticketer = self.ticketer.clone();
         config.session_storage = self.sessions.clone();
         if !self.settings.session_tickets {
