@@ -168,7 +168,9 @@ async fn put_mode(app: &App, request: Request<Incoming>) -> AdminResponse {
 
 fn status(app: &App) -> serde_json::Value {
     let now = unix_seconds(SystemTime::now());
-    let certificate = app.tls.load().map(|configs| {
+    // One load, so the certificate and trust bundle shown belong to the same publication.
+    let configs = app.tls.load();
+    let certificate = configs.as_ref().map(|configs| {
         let leaf = &configs.identity.leaf;
         json!({
             "serial": leaf.serial,
@@ -185,12 +187,14 @@ fn status(app: &App) -> serde_json::Value {
             "sha256": leaf.sha256,
         })
     });
-    let trust_bundle = app.tls.load().map(|configs| {
+    let trust_bundle = configs.as_ref().map(|configs| {
         configs
             .identity
             .trust_summaries
             .iter()
-            .map(|ca| json!({ "subject": ca.subject, "serial": ca.serial, "not_after": ca.not_after }))
+            .map(|ca| {
+                json!({ "subject": ca.subject, "serial": ca.serial, "not_after": ca.not_after })
+            })
             .collect::<Vec<_>>()
     });
     json!({

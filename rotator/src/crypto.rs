@@ -3,9 +3,9 @@
 //! Measured on the target CPU (AVX2, VAES, SHA extensions; `cargo bench -p
 //! portcullis-bench`): ring seals AES-128-GCM records about 2.3x faster than aws-lc-rs, while a
 //! provider with ring's suites whole made full handshakes slower than aws-lc-rs alone; aws-lc-rs
-//! also does X25519 about 2.4x faster and is the only one with the X25519MLKEM768 hybrid. So each cipher suite takes its record
-//! protection (AEAD) from ring and its hash, HKDF and PRF from aws-lc-rs, and the key exchange
-//! groups and signing keys come from aws-lc-rs.
+//! also does X25519 about 2.4x faster and is the only one with the X25519MLKEM768 hybrid. So
+//! each cipher suite takes its record protection (AEAD) from ring and its hash, HKDF and PRF
+//! from aws-lc-rs, and the key exchange groups and signing keys come from aws-lc-rs.
 //!
 //! Suites are ordered AES-128-GCM first: on servers with AES instructions it is the cheapest
 //! (SHA-256 transcript) and is as strong as needed; the server applies its own order.

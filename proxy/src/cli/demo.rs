@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tracing::{debug, info};
 
-use portcullis_rotator::schedule::RenewPolicy;
+use portcullis_rotator::schedule::{RenewPolicy, humantime};
 use portcullis_rotator::source::{DevCa, DevConfig, LeafSpec, SourceConfig};
 
 use crate::authz::AllowList;
@@ -44,7 +44,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
     /// Lifetime of the proxy's certificates.
-    #[arg(long, default_value = "60s", value_parser = portcullis_rotator::schedule::humantime::parse)]
+    #[arg(long, default_value = "60s", value_parser = humantime::parse)]
     ttl: Duration,
 }
 

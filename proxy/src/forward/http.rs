@@ -121,7 +121,10 @@ impl HttpForwarder {
         let service = hyper::service::service_fn(move |request| {
             let forwarder = forwarder.clone();
             let context = context.clone();
-            async move { Ok::<_, std::convert::Infallible>(forwarder.forward(request, &context).await) }
+            async move {
+                let response = forwarder.forward(request, &context).await;
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
 
         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
