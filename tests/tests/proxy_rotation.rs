@@ -166,7 +166,9 @@ async fn invalid_candidates_are_refused_and_the_old_certificate_keeps_serving() 
             &[("result", "refused")],
         )
         .await;
-    assert_eq!(refused, 3.0);
+    // Each refusal also schedules a retry after a backoff of about a second; on a loaded machine
+    // one may fire between two candidates and refuse again, so count at least the three.
+    assert!(refused >= 3.0, "refused {refused}");
 
     // A good candidate afterwards is taken.
     write(&files.cert, &good_chain);
