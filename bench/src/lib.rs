@@ -3,6 +3,7 @@
 //!
 //! - [`options`]: what a load run does (`clap` options, shared by the binary and the tests).
 //! - [`tls`]: the client's TLS configuration (pinned group and suite, versions, resumption).
+//! - [`tickets`]: a session store deep enough for every connection of a resumed run.
 //! - [`workers`] (private) and [`run`]: the load loops and a whole run, ending in a [`Report`].
 //! - [`stats`] and [`report`]: HDR histograms, failures by reason, serials seen, time series.
 //! - [`rotation`]: rotations and mode switches injected during a run.
@@ -23,6 +24,7 @@ pub mod serve;
 pub mod server;
 pub mod stats;
 pub mod stream;
+pub mod tickets;
 pub mod tls;
 mod workers;
 

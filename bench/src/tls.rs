@@ -12,6 +12,7 @@ use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
 use rustls_pki_types::ServerName;
 
 use crate::options::{Mode, Tls12Resume, TlsOptions, TlsVersion};
+use crate::tickets::{DEFAULT_TICKETS_PER_SERVER, DeepTicketStore};
 
 /// Why a client configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +103,8 @@ pub fn client_tls(options: &TlsOptions, mode: Mode) -> Result<ClientTls, TlsSetu
                 Tls12Resume::SessionId => Tls12Resumption::SessionIdOnly,
                 Tls12Resume::Tickets => Tls12Resumption::SessionIdOrTickets,
             };
-            Resumption::in_memory_sessions(4096).tls12_resumption(tls12)
+            let store = DeepTicketStore::new(DEFAULT_TICKETS_PER_SERVER);
+            Resumption::store(Arc::new(store)).tls12_resumption(tls12)
         }
         // Every other mode measures full handshakes (or none after the first).
         _ => Resumption::disabled(),

@@ -81,6 +81,17 @@ async fn counts_successes_refusals_and_serials() {
         }
     }
 
+    // Every connection after each worker's first resumes, however many run at once: the
+    // client keeps more tickets than rustls' default store (eight per server).
+    let mut extra = vec!["--mode", "resumed", "-n", "400"];
+    extra.extend_from_slice(&client);
+    let mut wide = options(&target, certs, &extra);
+    wide.concurrency = 32;
+    let report = run(wide).await.unwrap();
+    assert_eq!(report.successes, 400, "{}", report.to_text());
+    assert!(report.handshakes_full <= 32, "{}", report.to_text());
+    assert!(report.handshakes_resumed >= 368, "{}", report.to_text());
+
     // Without a client certificate the TLS 1.3 handshake "succeeds" on the client side; the
     // refusal arrives with the first read, after a request or after close_notify.
     for after in ["request", "close"] {
