@@ -8,6 +8,7 @@
 # Usage: bench/peers/run.sh
 # Environment:
 #   DURATION=10s     length of each timed measurement
+#   WARM_UP=1s       the same load, unrecorded, before each measurement
 #   IDLE_CONNS=5000  connections held for the memory measurement
 #   SERVERS="haproxy stunnel hitch nginx portcullis bare"   which servers to run
 #   RUN_DIR=target/peers   scratch folder (certificates, configs, logs, JSON results)
@@ -21,6 +22,7 @@ cd "$ROOT"
 PEERS="$ROOT/bench/peers"
 RUN="${RUN_DIR:-$ROOT/target/peers}"
 DURATION="${DURATION:-10s}"
+WARM_UP="${WARM_UP:-1s}"
 IDLE_CONNS="${IDLE_CONNS:-5000}"
 SERVERS="${SERVERS:-haproxy stunnel hitch nginx portcullis bare}"
 SUT_CPU=0
@@ -41,8 +43,9 @@ load() { # load NAME PORT PIDS EXTRA...: one measurement, JSON into RUN/results/
     log "  $name"
     taskset -c "$LOAD_CPU" "$BIN/portcullis-load" --target "127.0.0.1:$port" \
         --ca "$RUN/certs/ca.pem" --cert "$RUN/certs/client.pem" --key "$RUN/certs/client.key" \
-        --group X25519 --tls 1.3 "${pid_args[@]}" --json-out "$RUN/results/$name.json" \
-        "$@" >"$RUN/results/$name.txt" 2>"$RUN/results/$name.err" \
+        --group X25519 --tls 1.3 --warm-up "$WARM_UP" "${pid_args[@]}" \
+        --json-out "$RUN/results/$name.json" "$@" \
+        >"$RUN/results/$name.txt" 2>"$RUN/results/$name.err" \
         || log "  $name failed: $(tail -1 "$RUN/results/$name.err")"
 }
 

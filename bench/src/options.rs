@@ -165,6 +165,11 @@ pub struct LoadOptions {
     /// Run for this long (the hard bound of every run).
     #[arg(long, short = 'd', value_parser = parse_duration, default_value = "10s")]
     pub duration: Duration,
+    /// Run the same load this long before measuring, and record none of it (fills ticket
+    /// pools and warms both ends). Keep-alive and bulk connections are always opened before
+    /// the clock starts, so their first handshake is never counted as request latency.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub warm_up: Duration,
     /// Stop after this many operations in total (still bounded by `--duration`).
     #[arg(long, short = 'n')]
     pub count: Option<u64>,

@@ -12,8 +12,8 @@ use crate::procfs::{self, Usage};
 use crate::report::{self, Percentiles, Report, SerialReport};
 use crate::rotation;
 use crate::stats::Recorder;
-use crate::tls::{TlsSetupError, client_tls};
-use crate::workers::{SerialCache, Shared, request, worker};
+use crate::tls::{ClientTls, TlsSetupError, client_tls};
+use crate::workers::{Conn, Handshake, SerialCache, Shared, request, worker};
 
 /// How many idle-mode connections may be mid-handshake at once (keeps listen backlogs calm).
 const IDLE_RAMP: usize = 64;
@@ -37,12 +37,21 @@ pub async fn run(options: LoadOptions) -> Result<Report, RunError> {
         return Err(RunError::NotLoopback(options.target));
     }
     let tls = client_tls(&options.tls, options.mode)?;
+    let opened = warm_up(&options, &tls).await;
+
     let server_before = server_usage(&options.server_pid)?;
     let client_before = procfs::self_cpu_seconds().unwrap_or_default();
-
-    let recorder = Arc::new(Recorder::new(Instant::now(), options.bucket));
-    let shared = Arc::new(Shared::new(options.clone(), tls, recorder.clone()));
+    let start = Instant::now();
+    let recorder = Arc::new(Recorder::new(start, options.bucket));
+    let shared = Arc::new(Shared::new(options.clone(), tls, recorder.clone(), start));
     let deadline = shared.deadline;
+    let mut warmed = opened.into_iter().map(|opened| {
+        let (conn, handshake) = opened?;
+        if let Some(handshake) = handshake {
+            handshake.record(&recorder);
+        }
+        Some(conn)
+    });
 
     let events = rotation::has_events(&options.rotation).then(|| {
         tokio::spawn(rotation::drive(
@@ -57,7 +66,7 @@ pub async fn run(options: LoadOptions) -> Result<Report, RunError> {
         held = Some(idle(&shared).await);
     } else {
         let tasks: Vec<_> = (0..options.concurrency.max(1))
-            .map(|_| tokio::spawn(worker(shared.clone())))
+            .map(|_| tokio::spawn(worker(shared.clone(), warmed.next().flatten())))
             .collect();
         let hard_stop = tokio::time::Instant::from_std(deadline + GRACE);
         for task in tasks {
@@ -82,6 +91,43 @@ pub async fn run(options: LoadOptions) -> Result<Report, RunError> {
         (server_before, server_after),
         client_cpu,
     ))
+}
+
+/// A worker's connection opened before the clock started, and its handshake.
+type Opened = Option<(Conn, Option<Handshake>)>;
+
+/// Before the clock starts: `--warm-up` runs the same load with nothing recorded, then each
+/// keep-alive or bulk worker opens the connection it will measure on (its handshake is
+/// recorded in the run). Returns one entry per worker.
+async fn warm_up(options: &LoadOptions, tls: &ClientTls) -> Vec<Opened> {
+    if options.mode == Mode::Idle {
+        return Vec::new();
+    }
+    let mut warm = options.clone();
+    warm.duration = options.warm_up;
+    warm.count = None;
+    let now = Instant::now();
+    let scratch = Arc::new(Recorder::new(now, options.bucket));
+    let shared = Arc::new(Shared::new(warm, tls.clone(), scratch, now));
+
+    let tasks: Vec<_> = (0..options.concurrency.max(1))
+        .map(|_| {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                drop(worker(shared.clone(), None).await);
+                if shared.options.connection_per_operation() {
+                    return None;
+                }
+                // A failure here is counted when the measured load retries.
+                shared.open(&mut SerialCache::default()).await.ok()
+            })
+        })
+        .collect();
+    let mut opened = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        opened.push(task.await.ok().flatten());
+    }
+    opened
 }
 
 fn server_usage(pids: &[u32]) -> Result<Option<Usage>, RunError> {

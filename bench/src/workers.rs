@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use portcullis_rotator::inspect::CertSummary;
+use rustls::HandshakeKind;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     pub connector: TlsConnector,
     pub server_name: ServerName<'static>,
     pub recorder: Arc<Recorder>,
+    /// When the measured load starts (the schedule's origin).
+    pub start: Instant,
     pub deadline: Instant,
     /// Operations left when `--count` is set.
     remaining: Option<AtomicU64>,
@@ -45,14 +48,21 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub fn new(options: LoadOptions, tls: ClientTls, recorder: Arc<Recorder>) -> Self {
-        let deadline = recorder.start() + options.duration;
+    /// Shared state for a load that starts at `start` and runs for `options.duration`.
+    pub fn new(
+        options: LoadOptions,
+        tls: ClientTls,
+        recorder: Arc<Recorder>,
+        start: Instant,
+    ) -> Self {
+        let deadline = start + options.duration;
         Self {
             remaining: options.count.map(AtomicU64::new),
             connector: TlsConnector::from(tls.config),
             server_name: tls.server_name,
             options,
             recorder,
+            start,
             deadline,
             slots: AtomicU64::new(0),
         }
@@ -69,7 +79,7 @@ impl Shared {
         let due = match self.options.rate {
             Some(rate) if rate > 0.0 => {
                 let slot = self.slots.fetch_add(1, Ordering::Relaxed);
-                self.recorder.start() + Duration::from_secs_f64(slot as f64 / rate)
+                self.start + Duration::from_secs_f64(slot as f64 / rate)
             }
             _ => Instant::now(),
         };
@@ -86,6 +96,18 @@ impl Shared {
 
     /// Opens a TCP connection and completes the TLS handshake, recording its kind and serial.
     pub async fn connect(&self, serials: &mut SerialCache) -> Result<Conn, String> {
+        let (conn, handshake) = self.open(serials).await?;
+        if let Some(handshake) = handshake {
+            handshake.record(&self.recorder);
+        }
+        Ok(conn)
+    }
+
+    /// Opens a connection and returns what its handshake was, for the caller to record.
+    pub async fn open(
+        &self,
+        serials: &mut SerialCache,
+    ) -> Result<(Conn, Option<Handshake>), String> {
         let began = Instant::now();
         let timeout = self.options.timeout;
         let tcp = tokio::time::timeout(timeout, TcpStream::connect(self.options.target))
@@ -94,7 +116,7 @@ impl Shared {
             .map_err(|err| failure_reason(&err))?;
         tcp.set_nodelay(true).map_err(|err| failure_reason(&err))?;
         if self.options.plaintext {
-            return Ok((Stream::Plain(tcp), MessageReader::new()));
+            return Ok(((Stream::Plain(tcp), MessageReader::new()), None));
         }
         let tls = tokio::time::timeout(
             timeout,
@@ -105,17 +127,32 @@ impl Shared {
         .map_err(|err| failure_reason(&err))?;
 
         let (_, connection) = tls.get_ref();
-        let serial = connection
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .map(|leaf| serials.serial_of(leaf));
-        self.recorder.handshake(
-            Instant::now(),
-            connection.handshake_kind(),
-            began.elapsed(),
-            serial,
-        );
-        Ok((Stream::Tls(Box::new(tls)), MessageReader::new()))
+        let handshake = Handshake {
+            at: Instant::now(),
+            kind: connection.handshake_kind(),
+            took: began.elapsed(),
+            serial: connection
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| serials.serial_of(leaf).to_string()),
+        };
+        let conn = (Stream::Tls(Box::new(tls)), MessageReader::new());
+        Ok((conn, Some(handshake)))
+    }
+}
+
+/// A completed handshake, not yet recorded.
+#[derive(Debug)]
+pub(crate) struct Handshake {
+    at: Instant,
+    kind: Option<HandshakeKind>,
+    took: Duration,
+    serial: Option<String>,
+}
+
+impl Handshake {
+    pub fn record(&self, recorder: &Recorder) {
+        recorder.handshake(self.at, self.kind, self.took, self.serial.as_deref());
     }
 }
 
@@ -139,10 +176,10 @@ impl SerialCache {
     }
 }
 
-/// Runs worker `index` in the run's mode until the run is over.
-pub(crate) async fn worker(shared: Arc<Shared>) {
+/// Runs one worker in the run's mode until the run is over, starting with `conn` if it has
+/// one; returns the connection it holds at the end (persistent modes).
+pub(crate) async fn worker(shared: Arc<Shared>, mut conn: Option<Conn>) -> Option<Conn> {
     let mut serials = SerialCache::default();
-    let mut conn: Option<Conn> = None;
     while let Some(due) = shared.take() {
         let start = if Instant::now() < due {
             // Ahead of schedule: wait, and time from the actual start, since tokio's timer
@@ -173,6 +210,7 @@ pub(crate) async fn worker(shared: Arc<Shared>) {
             }
         }
     }
+    conn
 }
 
 /// One operation; `Ok(bytes moved)`. A persistent connection lives in `conn` between calls.

@@ -92,6 +92,24 @@ async fn counts_successes_refusals_and_serials() {
     assert!(report.handshakes_full <= 32, "{}", report.to_text());
     assert!(report.handshakes_resumed >= 368, "{}", report.to_text());
 
+    // A warm-up records nothing: its full handshakes fill the ticket pool, so every measured
+    // handshake resumes. Keep-alive workers then open the connection they measure on; its
+    // handshake is reported, before the clock starts.
+    for (mode, full, resumed) in [("resumed", 0, 50), ("keepalive", 2, 0)] {
+        let mut extra = vec!["--mode", mode, "-n", "50", "--warm-up", "300ms"];
+        extra.extend_from_slice(&client);
+        let report = run(options(&target, certs, &extra)).await.unwrap();
+        assert_eq!(report.successes, 50, "{mode}: {}", report.to_text());
+        assert_eq!(report.handshakes_full, full, "{mode}: {}", report.to_text());
+        assert_eq!(
+            report.handshakes_resumed,
+            resumed,
+            "{mode}: {}",
+            report.to_text()
+        );
+        assert_eq!(report.distinct_serials, 1, "{mode}: {}", report.to_text());
+    }
+
     // Without a client certificate the TLS 1.3 handshake "succeeds" on the client side; the
     // refusal arrives with the first read, after a request or after close_notify.
     for after in ["request", "close"] {
