@@ -24,8 +24,11 @@ use crate::upstream::UpstreamStream;
 
 /// The first buffer a direction takes: enough for a typical request or reply.
 const SMALL_BUFFER: usize = 4 * 1024;
-/// The buffer once a read fills the small one: one full TLS record of plaintext, for bulk.
-const LARGE_BUFFER: usize = 16 * 1024;
+/// The buffer once a read fills the small one, for bulk: four full TLS records of plaintext
+/// per read and write. Measured against 16 KiB (one record) with bench/peers' 64 MiB
+/// transfers, alternating the two builds three times: server CPU per transfer fell from
+/// 95-114 ms to 46-52 ms downloading and from 59-84 ms to 51-62 ms uploading.
+const LARGE_BUFFER: usize = 64 * 1024;
 
 /// How a copy ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
