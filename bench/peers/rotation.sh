@@ -4,8 +4,8 @@
 # gains a second CA, and later it switches to strict. Two load clients run side by side:
 # keep-alive requests at a fixed rate (carrying the events) and new full handshakes at a
 # fixed rate. Portcullis is pinned to CPU 0, the clients and the upstream to CPU 1.
-# Results: RUN_DIR/results/rotation-{keepalive,full}.{json,txt}; then BENCHMARKS.md is
-# regenerated.
+# Results: RESULTS_DIR/rotation-{keepalive,full}.{json,txt} (RESULTS_DIR defaults to
+# RUN_DIR/results); then BENCHMARKS.md is regenerated.
 #
 # Environment: ROTATION_LENGTH=80 (seconds in all), ROTATION_STEADY=20 (seconds before the
 # first rotation), RUN_DIR=target/peers, SKIP_BUILD=1 (when run.sh already built).
@@ -15,6 +15,7 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
 PEERS="$ROOT/bench/peers"
 RUN="${RUN_DIR:-$ROOT/target/peers}"
+RESULTS="${RESULTS_DIR:-$RUN/results}"
 BIN="$ROOT/target/release"
 LENGTH="${ROTATION_LENGTH:-80}"
 STEADY="${ROTATION_STEADY:-20}"
@@ -32,7 +33,7 @@ main() {
         log "building (release)"
         cargo build --release -q -p portcullis-bench -p portcullis-proxy --bins
     fi
-    mkdir -p "$RUN/results" "$RUN/rotation"
+    mkdir -p "$RESULTS" "$RUN/rotation"
     [ -f "$RUN/certs/rotation/63/cert.pem" ] \
         || "$BIN/bench-certs" --out "$RUN/certs" --rotation-pairs 64 >/dev/null
     local serving="$RUN/rotation"
@@ -64,17 +65,17 @@ main() {
         --rotate-from "$(IFS=,; echo "${pairs[*]}")" \
         --replace-file "${trust_at}s:$RUN/certs/bundle.pem:$serving/ca.pem" \
         --mode-switch "${strict_at}s:strict" \
-        --json-out "$RUN/results/rotation-keepalive.json" \
-        >"$RUN/results/rotation-keepalive.txt" 2>&1 &
+        --json-out "$RESULTS/rotation-keepalive.json" \
+        >"$RESULTS/rotation-keepalive.txt" 2>&1 &
     local keepalive=$!
     taskset -c "$LOAD_CPU" "$BIN/portcullis-load" "${common[@]}" --mode full -c 8 \
         --rate 100 --steady-until "${STEADY}s" \
-        --json-out "$RUN/results/rotation-full.json" \
-        >"$RUN/results/rotation-full.txt" 2>&1 &
+        --json-out "$RESULTS/rotation-full.json" \
+        >"$RESULTS/rotation-full.txt" 2>&1 &
     local full=$!
     wait "$keepalive" \
-        || log "keep-alive client failed: $(tail -1 "$RUN/results/rotation-keepalive.txt")"
-    wait "$full" || log "handshake client failed: $(tail -1 "$RUN/results/rotation-full.txt")"
+        || log "keep-alive client failed: $(tail -1 "$RESULTS/rotation-keepalive.txt")"
+    wait "$full" || log "handshake client failed: $(tail -1 "$RESULTS/rotation-full.txt")"
     stop "$pid"
 
     if [ "${SKIP_SUMMARY:-}" != 1 ] && [ -f "$RUN/results/machine.txt" ]; then

@@ -10,6 +10,7 @@
 #   DURATION=10s     length of each timed measurement
 #   WARM_UP=1s       the same load, unrecorded, before each measurement
 #   IDLE_CONNS=5000  connections held for the memory measurement
+#   REPEAT=3         rounds; each runs every server once, BENCHMARKS.md shows medians
 #   SERVERS="haproxy stunnel hitch nginx portcullis bare"   which servers to run
 #   RUN_DIR=target/peers   scratch folder (certificates, configs, logs, JSON results)
 #   SKIP_INSTALL=1   do not apt-get/pip anything
@@ -24,6 +25,7 @@ RUN="${RUN_DIR:-$ROOT/target/peers}"
 DURATION="${DURATION:-10s}"
 WARM_UP="${WARM_UP:-1s}"
 IDLE_CONNS="${IDLE_CONNS:-5000}"
+REPEAT="${REPEAT:-3}"
 SERVERS="${SERVERS:-haproxy stunnel hitch nginx portcullis bare}"
 SUT_CPU=0
 LOAD_CPU=1
@@ -35,7 +37,7 @@ BIN="$ROOT/target/release"
 source "$PEERS/lib.sh"
 
 # --- the load -------------------------------------------------------------------------------
-load() { # load NAME PORT PIDS EXTRA...: one measurement, JSON into RUN/results/NAME.json
+load() { # load NAME PORT PIDS EXTRA...: one measurement, JSON into RESULTS/NAME.json
     local name="$1" port="$2" pids="$3"
     shift 3
     local pid_args=()
@@ -44,9 +46,9 @@ load() { # load NAME PORT PIDS EXTRA...: one measurement, JSON into RUN/results/
     taskset -c "$LOAD_CPU" "$BIN/portcullis-load" --target "127.0.0.1:$port" \
         --ca "$RUN/certs/ca.pem" --cert "$RUN/certs/client.pem" --key "$RUN/certs/client.key" \
         --group X25519 --tls 1.3 --warm-up "$WARM_UP" "${pid_args[@]}" \
-        --json-out "$RUN/results/$name.json" "$@" \
-        >"$RUN/results/$name.txt" 2>"$RUN/results/$name.err" \
-        || log "  $name failed: $(tail -1 "$RUN/results/$name.err")"
+        --json-out "$RESULTS/$name.json" "$@" \
+        >"$RESULTS/$name.txt" 2>"$RESULTS/$name.err" \
+        || log "  $name failed: $(tail -1 "$RESULTS/$name.err")"
 }
 
 measure() { # measure SERVER PORT PIDS
@@ -127,6 +129,7 @@ versions() {
         echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
         echo "duration: $DURATION"
         echo "idle_connections: $IDLE_CONNS"
+        echo "rounds: $REPEAT"
     } >"$RUN/results/machine.txt"
 }
 
@@ -147,18 +150,23 @@ main() {
     start upstream "$LOAD_CPU" "$BIN/bench-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" \
         --threads 1
     wait_port "$UPSTREAM_PORT"
-    log "direct to the upstream (plaintext baseline)"
-    load direct-keepalive "$UPSTREAM_PORT" "" --plaintext --mode keepalive -c 32 \
-        -d "$DURATION"
-    load direct-latency "$UPSTREAM_PORT" "" --plaintext --mode keepalive -c 4 --rate 2000 \
-        -d "$DURATION"
-
-    for server in $SERVERS; do
-        run_server "$server"
+    for round in $(seq 1 "$REPEAT"); do
+        RESULTS="$RUN/results/round-$round"
+        mkdir -p "$RESULTS"
+        log "round $round of $REPEAT"
+        log "direct to the upstream (plaintext baseline)"
+        load direct-keepalive "$UPSTREAM_PORT" "" --plaintext --mode keepalive -c 32 \
+            -d "$DURATION"
+        load direct-latency "$UPSTREAM_PORT" "" --plaintext --mode keepalive -c 4 \
+            --rate 2000 -d "$DURATION"
+        for server in $SERVERS; do
+            run_server "$server"
+        done
+        if [ "${ROTATION:-1}" = 1 ]; then
+            SKIP_BUILD=1 SKIP_SUMMARY=1 RUN_DIR="$RUN" RESULTS_DIR="$RESULTS" \
+                bash "$PEERS/rotation.sh"
+        fi
     done
-    if [ "${ROTATION:-1}" = 1 ]; then
-        SKIP_BUILD=1 SKIP_SUMMARY=1 RUN_DIR="$RUN" bash "$PEERS/rotation.sh"
-    fi
     python3 "$PEERS/summarize.py" "$RUN/results" "$ROOT/bench/BENCHMARKS.md" \
         "$ROOT/bench/benchmarks.png" "$ROOT/target/criterion"
     log "wrote bench/BENCHMARKS.md and bench/benchmarks.png"

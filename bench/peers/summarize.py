@@ -31,8 +31,9 @@ def load(results, name):
         return json.load(handle)
 
 
-def metrics(results, server):
-    """The headline figures of one server, None where a run is missing."""
+def metrics(results, server, direct=None):
+    """The headline figures of one server in one round, None where a run is missing; added
+    latency is against `direct` (that round's plaintext baseline)."""
     def get(test, *keys):
         report = load(results, f"{server}-{test}")
         for key in keys:
@@ -63,8 +64,7 @@ def metrics(results, server):
     if resumed:
         total = resumed["handshakes_full"] + resumed["handshakes_resumed"]
         out["resumed_share"] = resumed["handshakes_resumed"] / total if total else None
-    for test in ["full", "resumed", "resumed12", "keepalive", "latency", "download", "upload",
-                 "idle"]:
+    for test in TESTS:
         report = load(results, f"{server}-{test}")
         if report:
             out["failed"] += report["failed"]
@@ -72,7 +72,45 @@ def metrics(results, server):
         out["full_over_resumed"] = out["full_cpu"] / out["resumed_cpu"]
     else:
         out["full_over_resumed"] = None
+    d50, d99 = (direct["latency_us"]["p50"], direct["latency_us"]["p99"]) if direct else (None,
+                                                                                         None)
+    out["added50"] = out["lat_p50"] - d50 if out["lat_p50"] is not None and d50 else None
+    out["added99"] = out["lat_p99"] - d99 if out["lat_p99"] is not None and d99 else None
+    out["steal"] = max((report["usage"].get("machine_steal_percent") or 0
+                        for report in (load(results, f"{server}-{test}") for test in TESTS)
+                        if report), default=None)
     return out
+
+
+TESTS = ["full", "resumed", "resumed12", "keepalive", "latency", "download", "upload", "idle"]
+
+
+def rounds_of(results):
+    """The round folders of a repeated run (round-1, round-2, ...), or the folder itself."""
+    rounds = sorted((entry for entry in os.listdir(results) if entry.startswith("round-")),
+                    key=lambda name: int(name.split("-")[1]))
+    return [os.path.join(results, entry) for entry in rounds] or [results]
+
+
+def median(values):
+    values = sorted(value for value in values if value is not None)
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def combine(per_round):
+    """Per server, the median of each figure over the rounds; failures are summed."""
+    combined = {}
+    for server in SERVERS:
+        measured = [round_[server] for round_ in per_round if server in round_]
+        if not measured:
+            continue
+        figures = {key: median(x[key] for x in measured) for key in measured[0]}
+        figures["failed"] = sum(x["failed"] for x in measured)
+        combined[server] = figures
+    return combined
 
 
 def fmt(value, digits=0):
@@ -97,7 +135,7 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
-def targets(m, direct):
+def targets(m):
     """The issue's targets for Portcullis, each with its measured margin."""
     p, h, b = m.get("portcullis"), m.get("haproxy"), m.get("bare")
     lines = []
@@ -114,16 +152,16 @@ def targets(m, direct):
         lines.append(
             f"- Resumed ≥ 3× cheaper than full: full/resumed = {r:.2f} ({verdict(r >= 3)}); "
             f"TLS 1.2 session-ID resumption costs {fmt(p['resumed12_cpu'])} µs.")
-    peers = [m[s] for s in PEERS if m.get(s) and m[s]["lat_p50"] is not None]
-    if direct and peers and p["lat_p50"] is not None:
-        d50, d99 = direct["latency_us"]["p50"], direct["latency_us"]["p99"]
-        best50 = min(x["lat_p50"] for x in peers) - d50
-        best99 = min(x["lat_p99"] for x in peers) - d99
-        a50, a99 = p["lat_p50"] - d50, p["lat_p99"] - d99
+    peers = [m[s] for s in PEERS if m.get(s) and m[s]["added50"] is not None]
+    if peers and p["added50"] is not None:
+        best50 = min(x["added50"] for x in peers)
+        best99 = min(x["added99"] for x in peers)
+        a50, a99 = p["added50"], p["added99"]
         lines.append(
             f"- Keep-alive added latency no worse than the best peer: Portcullis adds "
-            f"{a50} µs at p50 and {a99} µs at p99; the best peer adds {best50} µs and "
-            f"{best99} µs ({verdict(a50 <= best50)} at p50, {verdict(a99 <= best99)} at p99).")
+            f"{fmt(a50)} µs at p50 and {fmt(a99)} µs at p99; the best peer adds {fmt(best50)} "
+            f"µs and {fmt(best99)} µs ({verdict(a50 <= best50)} at p50, "
+            f"{verdict(a99 <= best99)} at p99).")
     if b and b["download"] and p["download"]:
         down, up = p["download"] / b["download"], (p["upload"] or 0) / (b["upload"] or 1)
         lines.append(
@@ -136,15 +174,15 @@ def targets(m, direct):
     return lines
 
 
-def rotation_section(results):
-    """The long zero-downtime run of bench/peers/rotation.sh, when present."""
-    keepalive = load(results, "rotation-keepalive")
-    full = load(results, "rotation-full")
-    if not keepalive or not full:
+def rotation_section(rounds):
+    """The long zero-downtime runs of bench/peers/rotation.sh (one per round), when present."""
+    runs = [(load(r, "rotation-keepalive"), load(r, "rotation-full")) for r in rounds]
+    runs = [(keepalive, full) for keepalive, full in runs if keepalive and full]
+    if not runs:
         return []
-    events = keepalive["events"]
-    rotations = [e for e in events if e["kind"] == "rotate"]
-    failed_events = [e for e in events if not e["ok"]]
+    keepalive, full = runs[0]
+    rotations = [e for e in keepalive["events"] if e["kind"] == "rotate"]
+    failed_events = sum(1 for ka, _ in runs for e in ka["events"] if not e["ok"])
     lines = [
         "## Zero downtime under rotation (`bench/peers/rotation.sh`)",
         "",
@@ -154,36 +192,76 @@ def rotation_section(results):
         f"request) at {fmt(full['rate'])}/s. After a steady period the certificate is "
         f"replaced every second ({len(rotations)} rotations, files copied into place then "
         f"`POST /rotate`), the trust bundle gains a second CA, and the mode switches to "
-        f"strict. Injected events that failed: {len(failed_events)}.",
-        "",
-        table([
-            ["keep-alive requests", f"{keepalive['successes']:,}", str(keepalive["failed"]),
-             str(keepalive["distinct_serials"])],
-            ["full handshakes", f"{full['successes']:,}", str(full["failed"]),
-             str(full["distinct_serials"])],
-        ], ["client", "succeeded", "failed", "distinct serials seen"]),
+        f"strict. Run {len(runs)} time(s), once per round; injected events that failed, "
+        f"all runs: {failed_events}.",
         "",
     ]
-    impacts = []
-    for name, report in [("keep-alive requests", keepalive), ("full handshakes", full)]:
-        impact = report.get("rotation_impact")
-        if impact:
-            ok = impact["p99_ratio"] <= 1.10
-            impacts.append([
-                name, f"{impact['steady']['p50']} / {impact['steady']['p99']}",
-                f"{impact['during_events']['p50']} / {impact['during_events']['p99']}",
-                f"{impact['p99_ratio']:.2f} ({verdict(ok)})",
-            ])
-    if impacts:
-        lines += [
-            "Latency before the first rotation against latency from it on (target: p99 "
-            "within 10 % of steady state):",
-            "",
-            table(impacts, ["client", "steady p50 / p99 µs", "during rotations p50 / p99 µs",
-                            "p99 ratio"]),
-            "",
-        ]
+    rows = []
+    for number, (ka, hs) in enumerate(runs, start=1):
+        for name, report in [("keep-alive requests", ka), ("full handshakes", hs)]:
+            impact = report.get("rotation_impact")
+            steady = during = ratio_text = "–"
+            if impact:
+                steady = f"{impact['steady']['p50']} / {impact['steady']['p99']}"
+                during = f"{impact['during_events']['p50']} / {impact['during_events']['p99']}"
+                ratio_text = f"{impact['p99_ratio']:.2f}"
+            rows.append([str(number), name, f"{report['successes']:,}", str(report["failed"]),
+                         str(report["distinct_serials"]), steady, during, ratio_text])
+    lines += [
+        table(rows, ["run", "client", "succeeded", "failed", "distinct serials seen",
+                     "steady p50 / p99 µs", "during rotations p50 / p99 µs", "p99 ratio"]),
+        "",
+    ]
+    for name, index in [("keep-alive requests", 0), ("full handshakes", 1)]:
+        ratios = [run[index]["rotation_impact"]["p99_ratio"] for run in runs
+                  if run[index].get("rotation_impact")]
+        if ratios:
+            middle = median(ratios)
+            lines.append(
+                f"- {name}: median p99 ratio {middle:.2f} over {len(ratios)} run(s), "
+                f"range {min(ratios):.2f}–{max(ratios):.2f} (target ≤ 1.10: "
+                f"{verdict(middle <= 1.10)} on the median).")
+    lines.append("")
     return lines
+
+
+def rounds_section(per_round):
+    """Portcullis's target ratios in each round, to show how much they move."""
+    if len(per_round) < 2:
+        return []
+    rows = []
+    for number, m in enumerate(per_round, start=1):
+        p, h, b = m.get("portcullis"), m.get("haproxy"), m.get("bare")
+        if not p:
+            continue
+        peers = [m[s] for s in PEERS if m.get(s) and m[s]["added50"] is not None]
+
+        def over(value, base):
+            return ratio(value, base) if base else "–"
+
+        best50 = min((x["added50"] for x in peers), default=None)
+        best99 = min((x["added99"] for x in peers), default=None)
+        rows.append([
+            str(number),
+            over(p["full_cpu"], h and h["full_cpu"]), over(p["full_cpu"], b and b["full_cpu"]),
+            fmt(p["full_over_resumed"], 2),
+            f"{fmt(p['added50'])} / {fmt(p['added99'])}",
+            f"{fmt(best50)} / {fmt(best99)}",
+            over(p["download"], b and b["download"]), over(p["upload"], b and b["upload"]),
+            fmt(p["idle_kib"], 1), fmt(max((x["steal"] or 0) for x in m.values()), 1),
+        ])
+    return [
+        "## Round by round (Portcullis)",
+        "",
+        "The tables above show medians over the rounds; each round runs every server once, "
+        "in turn. Steal is the largest share of CPU time the hypervisor took from this "
+        "machine during any measurement of the round (`/proc/stat`).",
+        "",
+        table(rows, ["round", "full CPU vs haproxy", "full CPU vs bare", "full/resumed",
+                     "added p50 / p99 µs", "best peer added p50 / p99 µs",
+                     "download vs bare", "upload vs bare", "KiB/idle conn", "max steal %"]),
+        "",
+    ]
 
 
 def criterion_section(criterion_dir):
@@ -263,18 +341,23 @@ def plot(m, path):
 
 def main():
     results, out_md, out_png = sys.argv[1:4]
-    m = {s: metrics(results, s) for s in SERVERS if load(results, f"{s}-full")}
-    direct = load(results, "direct-latency")
-    direct_ka = load(results, "direct-keepalive")
+    rounds = rounds_of(results)
+    per_round = []
+    for folder in rounds:
+        direct = load(folder, "direct-latency")
+        per_round.append({s: metrics(folder, s, direct) for s in SERVERS
+                          if load(folder, f"{s}-full")})
+    m = combine(per_round)
+    directs = [(load(r, "direct-latency"), load(r, "direct-keepalive")) for r in rounds]
+    d50 = median(d["latency_us"]["p50"] for d, _ in directs if d)
+    d99 = median(d["latency_us"]["p99"] for d, _ in directs if d)
+    direct_rps = median(ka["ops_per_s"] for _, ka in directs if ka)
     with open(os.path.join(results, "machine.txt")) as handle:
         machine = handle.read().strip().splitlines()
 
-    d50 = direct["latency_us"]["p50"] if direct else None
-    d99 = direct["latency_us"]["p99"] if direct else None
     rows = []
     for s, x in m.items():
-        added50 = x["lat_p50"] - d50 if x["lat_p50"] is not None and d50 else None
-        added99 = x["lat_p99"] - d99 if x["lat_p99"] is not None and d99 else None
+        added50, added99 = x["added50"], x["added99"]
         rows.append([
             LABELS[s], fmt(x["full_cpu"]), fmt(x["resumed_cpu"]), fmt(x["resumed12_cpu"]),
             fmt(x["full_over_resumed"], 2),
@@ -302,17 +385,21 @@ def main():
     notes_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
     notes = open(notes_path).read().strip() if os.path.exists(notes_path) else ""
     direct_line = ""
-    if direct and direct_ka:
+    if direct_rps and d50 is not None:
         direct_line = (
-            f"Direct to the upstream (plaintext, no proxy): {fmt(direct_ka['ops_per_s'])} "
-            f"req/s at c=32; at 2000 req/s p50 {d50} µs, p99 {d99} µs.")
+            f"Direct to the upstream (plaintext, no proxy): {fmt(direct_rps)} req/s at c=32; "
+            f"at 2000 req/s p50 {fmt(d50)} µs, p99 {fmt(d99)} µs. Added latency is each "
+            f"round's server figure minus that round's direct figure.")
 
     parts = [
         "# Benchmarks: Portcullis side by side with haproxy, stunnel, hitch, nginx and bare "
         "rustls",
         "",
         "Written by `bench/peers/run.sh` from the JSON reports in `target/peers/results/` "
-        "(every figure below is from that run; rerun to refresh). TLS 1.3, mutual TLS with "
+        f"(every figure below is from that run: {len(rounds)} round(s), each server once per "
+        "round, tables show the median over the rounds; rerun to refresh). Each measurement "
+        "is preceded by one second of the same load, unrecorded (`--warm-up`), and "
+        "keep-alive connections are open before the clock starts. TLS 1.3, mutual TLS with "
         "a required client certificate, ECDSA P-256 certificates, key exchange pinned to "
         "X25519 (no HelloRetryRequest), one upstream (`bench-upstream`, plaintext HTTP/1.1 "
         "keep-alive). Server under test pinned to CPU 0 (`taskset -c 0`); load client and "
@@ -338,10 +425,11 @@ def main():
         "",
         "## Targets of issue 4 (Portcullis)",
         "",
-        *targets(m, direct),
+        *targets(m),
         "",
     ]
-    parts += rotation_section(results)
+    parts += rounds_section(per_round)
+    parts += rotation_section(rounds)
     parts += criterion_section(sys.argv[4] if len(sys.argv) > 4 else None)
     if notes:
         parts += [notes, ""]
@@ -349,8 +437,9 @@ def main():
         "## How to reproduce",
         "",
         "```sh",
-        "bench/peers/run.sh                       # everything, about 10 minutes",
-        "DURATION=5s IDLE_CONNS=1000 SERVERS='haproxy portcullis bare' bench/peers/run.sh",
+        "bench/peers/run.sh                       # everything, 3 rounds, about 40 minutes",
+        "REPEAT=1 DURATION=5s IDLE_CONNS=1000 SERVERS='haproxy portcullis bare' \\",
+        "    bench/peers/run.sh",
         "```",
         "",
         "Each measurement is one `portcullis-load` command (see `target/peers/results/*.txt`"

@@ -49,6 +49,51 @@ pub struct Usage {
     pub rss_kib: u64,
 }
 
+/// The whole machine's CPU time from the first line of `/proc/stat`, in clock ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MachineTicks {
+    /// Every state summed (user, nice, system, idle, iowait, irq, softirq, steal).
+    pub total: u64,
+    /// Time the hypervisor ran something else while this machine wanted a CPU.
+    pub steal: u64,
+}
+
+impl MachineTicks {
+    /// Reads `/proc/stat` now.
+    pub fn now() -> io::Result<Self> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        parse_machine_ticks(&stat)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no cpu line in /proc/stat"))
+    }
+
+    /// The share of CPU time stolen between `earlier` and `self`, in percent.
+    pub fn steal_percent_since(&self, earlier: &Self) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        let steal = self.steal.saturating_sub(earlier.steal);
+        if total == 0 {
+            0.0
+        } else {
+            steal as f64 * 100.0 / total as f64
+        }
+    }
+}
+
+/// The `cpu` line: user nice system idle iowait irq softirq steal [guest guest_nice]; guest
+/// time is already counted in user and nice.
+fn parse_machine_ticks(stat: &str) -> Option<MachineTicks> {
+    let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|value| value.parse().ok())
+        .collect::<Option<_>>()?;
+    Some(MachineTicks {
+        total: values.iter().sum(),
+        steal: *values.get(7)?,
+    })
+}
+
 /// `utime + stime` (fields 14 and 15) from a `/proc/PID/stat` line. The command name (field 2)
 /// may hold spaces and parentheses, so fields are counted after its last `)`.
 fn parse_cpu_ticks(stat: &str) -> Option<u64> {
@@ -77,6 +122,18 @@ mod tests {
         assert_eq!(parse_cpu_ticks(stat), Some(325));
         assert_eq!(parse_rss_kib("Name:\tx\nVmRSS:\t  1234 kB\n"), Some(1234));
         assert_eq!(parse_rss_kib("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn parses_machine_ticks_and_steal() {
+        let before = parse_machine_ticks("cpu  100 0 50 800 0 0 10 40 0 0\ncpu0 1 2 3\n").unwrap();
+        let after = parse_machine_ticks("cpu  200 0 60 880 0 0 10 50 7 0\n").unwrap();
+
+        assert_eq!(before.total, 1000);
+        assert_eq!(before.steal, 40);
+        assert_eq!(after.steal_percent_since(&before), 5.0);
+        assert_eq!(parse_machine_ticks("cpu0 1 2 3\n"), None);
+        assert!(MachineTicks::now().is_ok());
     }
 
     #[test]

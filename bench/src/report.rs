@@ -75,6 +75,9 @@ pub struct Usage {
     pub server_rss_per_connection_kib: Option<f64>,
     pub client_cpu_s: f64,
     pub client_cpu_per_op_us: Option<f64>,
+    /// CPU time the hypervisor took from this machine during the run, in percent of all CPU
+    /// time: a noisy neighbour that no figure above accounts for.
+    pub machine_steal_percent: Option<f64>,
     pub clock_ticks_per_s: u64,
 }
 
@@ -236,9 +239,10 @@ impl Report {
         }
         let _ = writeln!(
             line,
-            "  client CPU {:.3} s ({} us/op)",
+            "  client CPU {:.3} s ({} us/op); machine steal {}%",
             usage.client_cpu_s,
-            fmt_opt(usage.client_cpu_per_op_us)
+            fmt_opt(usage.client_cpu_per_op_us),
+            fmt_opt(usage.machine_steal_percent)
         );
         for event in &self.events {
             let status = if event.ok { "ok" } else { "FAILED" };

@@ -41,6 +41,7 @@ pub async fn run(options: LoadOptions) -> Result<Report, RunError> {
 
     let server_before = server_usage(&options.server_pid)?;
     let client_before = procfs::self_cpu_seconds().unwrap_or_default();
+    let machine_before = procfs::MachineTicks::now().ok();
     let start = Instant::now();
     let recorder = Arc::new(Recorder::new(start, options.bucket));
     let shared = Arc::new(Shared::new(options.clone(), tls, recorder.clone(), start));
@@ -84,12 +85,16 @@ pub async fn run(options: LoadOptions) -> Result<Report, RunError> {
         _ => server_usage(&options.server_pid)?,
     };
     let client_cpu = procfs::self_cpu_seconds().unwrap_or_default() - client_before;
+    let steal = machine_before
+        .zip(procfs::MachineTicks::now().ok())
+        .map(|(before, after)| after.steal_percent_since(&before));
     Ok(build_report(
         &options,
         &recorder,
         elapsed,
         (server_before, server_after),
         client_cpu,
+        steal,
     ))
 }
 
@@ -207,6 +212,7 @@ fn build_report(
     elapsed: Duration,
     (before, after): (Option<Usage>, Option<Usage>),
     client_cpu: f64,
+    steal_percent: Option<f64>,
 ) -> Report {
     let stats = recorder.snapshot();
     let elapsed_s = elapsed.as_secs_f64().max(1e-9);
@@ -278,6 +284,7 @@ fn build_report(
             server_rss_per_connection_kib: rss_per_connection,
             client_cpu_s: client_cpu,
             client_cpu_per_op_us: per(client_cpu, stats.successes),
+            machine_steal_percent: steal_percent,
             clock_ticks_per_s: procfs::clock_ticks_per_second(),
         },
         rotation_impact: report::rotation_impact(
