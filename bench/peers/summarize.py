@@ -454,8 +454,8 @@ def main():
         "Modes used: `full` and `resumed` (c=16), `resumed --tls 1.2 --tls12-resume "
         "session-id`, `keepalive` closed loop (c=32) for requests/s, `keepalive --rate 2000 "
         "-c 4` open loop for latency (an operation the client starts late is timed from "
-        "when it was due, so queueing is not hidden), `bulk` 64 MiB transfers each way (c=1), `idle` "
-        "(connections held, RSS before and with all held, from `/proc/PID/status`).",
+        "when it was due, so queueing is not hidden), `bulk` 64 MiB transfers each way "
+        "(c=1), `idle` (connections held, RSS before and with all held, from `/proc/PID/status`).",
         "",
         "## Machine",
         "",
