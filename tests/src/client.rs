@@ -81,7 +81,8 @@ pub async fn plain_round_trip(address: SocketAddr, payload: &[u8]) -> std::io::R
     round_trip(&mut stream, payload).await
 }
 
-async fn round_trip<S>(stream: &mut S, payload: &[u8]) -> std::io::Result<Vec<u8>>
+/// Sends `payload` on an open stream, half-closes, and reads the reply to the end.
+pub async fn round_trip<S>(stream: &mut S, payload: &[u8]) -> std::io::Result<Vec<u8>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {

@@ -280,3 +280,84 @@ async fn follows_an_atomic_symlink_swap_of_the_certificate_folder() {
         "a symlink flip must never expose a half-written pair"
     );
 }
+
+/// A TLS 1.2-only client that resumes by session ID, as older clients do.
+fn tls12_session_id_client(pki: &TestPki) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_cert()).expect("CA");
+    let cert = pki.client(CLIENT_ID);
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(portcullis_rotator::crypto::provider())
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .expect("TLS 1.2")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(cert.chain, cert.key)
+            .expect("client cert");
+    config.resumption = rustls::client::Resumption::in_memory_sessions(16)
+        .tls12_resumption(rustls::client::Tls12Resumption::SessionIdOnly);
+    std::sync::Arc::new(config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_resume_across_a_rotation() {
+    let pki = TestPki::new("resumption rotation CA");
+    let files = pki.server_files("server");
+    let upstream = TcpUpstream::start().await;
+    let proxy = Portcullis::start(&config(
+        &files.cert,
+        &files.key,
+        &files.ca,
+        &upstream,
+        "100ms",
+    ))
+    .await;
+    let address = proxy.listener("main").await;
+    let tls13 = client::config(&pki.ca_cert(), Some(&pki.client(CLIENT_ID)), &[]);
+    let tls12 = tls12_session_id_client(&pki);
+
+    // A full handshake each, read to the end so the TLS 1.3 tickets are taken in.
+    for (version, tls) in [("1.3", &tls13), ("1.2", &tls12)] {
+        let mut stream = client::connect(address, tls.clone())
+            .await
+            .expect("connect");
+        assert_eq!(
+            stream.get_ref().1.handshake_kind(),
+            Some(rustls::HandshakeKind::Full),
+            "TLS {version}"
+        );
+        let reply = client::round_trip(&mut stream, b"before")
+            .await
+            .expect("reply");
+        assert_eq!(String::from_utf8_lossy(&reply), "got 6 bytes: before");
+    }
+    let before = proxy.serving_serial().await;
+
+    let (chain, key) = pki.server_pem();
+    replace_atomically(&files.key, &key);
+    replace_atomically(&files.cert, &chain);
+    let after = wait_for_new_serial(&proxy, &before).await;
+    assert_ne!(after, before);
+
+    // The ticket key and the TLS 1.2 session cache outlive the certificate: both resume.
+    for (version, tls) in [("1.3", &tls13), ("1.2", &tls12)] {
+        let mut stream = client::connect(address, tls.clone())
+            .await
+            .expect("connect");
+        assert_eq!(
+            stream.get_ref().1.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed),
+            "TLS {version} after the rotation; log:\n{}",
+            proxy.log()
+        );
+        let reply = client::round_trip(&mut stream, b"after")
+            .await
+            .expect("reply");
+        assert_eq!(
+            String::from_utf8_lossy(&reply),
+            "got 5 bytes: after",
+            "TLS {version}"
+        );
+    }
+    // New clients get the new certificate.
+    assert_eq!(handshake_serial(&proxy, &pki).await, after);
+}
