@@ -56,7 +56,7 @@ main() {
     for n in $(seq 0 63); do pairs+=("$RUN/certs/rotation/$n"); done
     local common=(--target "127.0.0.1:$PORT" --ca "$RUN/certs/ca.pem"
         --cert "$RUN/certs/client.pem" --key "$RUN/certs/client.key"
-        --group X25519 --tls 1.3 -d "${LENGTH}s" --timeout 10s --warm-up 2s)
+        --group X25519 --tls 1.3 -d "${LENGTH}s" --timeout 10s --warm-up 2s --bucket 250ms)
     log "rotation: ${LENGTH}s, steady for ${STEADY}s, then a rotation every second"
     taskset -c "$LOAD_CPU" "$BIN/portcullis-load" "${common[@]}" --mode keepalive -c 16 \
         --rate 1000 --server-pid "$pid" --admin "127.0.0.1:$ADMIN_PORT" \
@@ -69,7 +69,7 @@ main() {
         >"$RESULTS/rotation-keepalive.txt" 2>&1 &
     local keepalive=$!
     taskset -c "$LOAD_CPU" "$BIN/portcullis-load" "${common[@]}" --mode full -c 8 \
-        --rate 100 --steady-until "${STEADY}s" \
+        --rate 100 --steady-until "${STEADY}s" --events-every 1s \
         --json-out "$RESULTS/rotation-full.json" \
         >"$RESULTS/rotation-full.txt" 2>&1 &
     local full=$!

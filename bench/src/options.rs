@@ -134,6 +134,10 @@ pub struct RotationOptions {
     /// events itself (another client does). Default: at the first injected event.
     #[arg(long, value_parser = parse_duration)]
     pub steady_until: Option<Duration>,
+    /// With `--steady-until`: the other client's events recur this often from then on, for
+    /// comparing latency near them with latency away from them.
+    #[arg(long, value_parser = parse_duration, requires = "steady_until")]
+    pub events_every: Option<Duration>,
     /// Mode switches as `AFTER:MODE`, e.g. `10s:strict` (repeatable).
     #[arg(long = "mode-switch", value_parser = parse_mode_switch)]
     pub mode_switches: Vec<(Duration, String)>,

@@ -81,14 +81,25 @@ pub struct Usage {
     pub clock_ticks_per_s: u64,
 }
 
-/// Latency before the first injected event against latency from it on.
+/// Latency before the first injected event against latency from it on; and, from the first
+/// event on, latency right after each event against latency away from every event.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct RotationImpact {
     pub steady: Percentiles,
     pub during_events: Percentiles,
     /// `during_events.p99 / steady.p99`.
     pub p99_ratio: f64,
+    /// Operations that finished in the time bucket of an event or the next one.
+    pub near_events: Option<Percentiles>,
+    /// Operations of the same period that finished in any other bucket.
+    pub away_from_events: Option<Percentiles>,
+    /// `near_events.p99 / away_from_events.p99`: the same stretch of time on both sides, so
+    /// a machine that slows down or speeds up during the run does not show as an effect.
+    pub near_p99_ratio: Option<f64>,
 }
+
+/// Buckets counted as "near" an event: the one it happened in and the next.
+const NEAR_BUCKETS: usize = 2;
 
 /// Everything a run measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -156,30 +167,72 @@ pub fn rotation_impact(
     stats: &Stats,
     bucket_ms: u64,
     steady_until_ms: Option<u64>,
+    expected_every_ms: Option<u64>,
 ) -> Option<RotationImpact> {
+    let bucket_ms = bucket_ms.max(1);
     let first = steady_until_ms.or_else(|| stats.events.iter().map(|event| event.t_ms).min())?;
-    let first_bucket = (first / bucket_ms.max(1)) as usize;
+    let first_bucket = (first / bucket_ms) as usize;
     let mut steady = stats.buckets.first()?.latency.clone();
     steady.reset();
-    let mut during = steady.clone();
+    let (mut during, mut near, mut away) = (steady.clone(), steady.clone(), steady.clone());
+
+    let near_buckets = near_event_buckets(stats, bucket_ms, first, expected_every_ms);
     for (index, bucket) in stats.buckets.iter().enumerate() {
-        let target = if index < first_bucket {
-            &mut steady
+        // Every histogram comes from the same constructor, so the bounds always match.
+        if index < first_bucket {
+            steady.add(&bucket.latency).ok()?;
+            continue;
+        }
+        during.add(&bucket.latency).ok()?;
+        if near_buckets.get(index).copied().unwrap_or(false) {
+            near.add(&bucket.latency).ok()?;
         } else {
-            &mut during
-        };
-        // Both come from the same constructor, so the bounds always match.
-        target.add(&bucket.latency).ok()?;
+            away.add(&bucket.latency).ok()?;
+        }
     }
     if steady.is_empty() || during.is_empty() {
         return None;
     }
     let (steady, during_events) = (Percentiles::of(&steady), Percentiles::of(&during));
+    let (near, away) = match near.is_empty() || away.is_empty() {
+        true => (None, None),
+        false => (Some(Percentiles::of(&near)), Some(Percentiles::of(&away))),
+    };
     Some(RotationImpact {
         steady,
         during_events,
         p99_ratio: during_events.p99 as f64 / steady.p99.max(1) as f64,
+        near_events: near,
+        away_from_events: away,
+        near_p99_ratio: near
+            .zip(away)
+            .map(|(near, away)| near.p99 as f64 / away.p99.max(1) as f64),
     })
+}
+
+/// Which time buckets are near an event: this run's own events, or, for a client that
+/// injects none, events expected every `expected_every_ms` from `first_ms` on.
+fn near_event_buckets(
+    stats: &Stats,
+    bucket_ms: u64,
+    first_ms: u64,
+    expected_every_ms: Option<u64>,
+) -> Vec<bool> {
+    let mut near = vec![false; stats.buckets.len()];
+    let end_ms = stats.buckets.len() as u64 * bucket_ms;
+    let times: Vec<u64> = match expected_every_ms.filter(|every| *every > 0) {
+        Some(every) if stats.events.is_empty() => {
+            (first_ms..end_ms).step_by(every as usize).collect()
+        }
+        _ => stats.events.iter().map(|event| event.t_ms).collect(),
+    };
+    for t_ms in times {
+        let start = (t_ms / bucket_ms) as usize;
+        for index in start..(start + NEAR_BUCKETS).min(near.len()) {
+            near[index] = true;
+        }
+    }
+    near
 }
 
 impl Report {
@@ -258,6 +311,17 @@ impl Report {
                 "  p99 steady {} us, during events {} us: ratio {:.3}",
                 impact.steady.p99, impact.during_events.p99, impact.p99_ratio
             );
+            if let (Some(near), Some(away), Some(ratio)) = (
+                impact.near_events,
+                impact.away_from_events,
+                impact.near_p99_ratio,
+            ) {
+                let _ = writeln!(
+                    line,
+                    "  p99 near events {} us, away from them {} us: ratio {ratio:.3}",
+                    near.p99, away.p99
+                );
+            }
         }
         out
     }
@@ -276,4 +340,62 @@ fn write_percentiles(out: &mut String, what: &str, p: &Percentiles) {
 
 fn fmt_opt(value: Option<f64>) -> String {
     value.map_or_else(|| "-".into(), |value| format!("{value:.1}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::stats::Recorder;
+
+    /// Ten 100 ms buckets: the first three steady at 100 us, then events at 300 and 700 ms;
+    /// the operations right after each event take 1 ms, every other one 200 us.
+    fn recorded(with_events: bool) -> Stats {
+        let start = Instant::now();
+        let recorder = Recorder::new(start, Duration::from_millis(100));
+        for bucket in 0..10u64 {
+            let latency = match bucket {
+                0..=2 => 100,
+                3 | 4 | 7 | 8 => 1_000,
+                _ => 200,
+            };
+            for op in 0..100u64 {
+                let at = start + Duration::from_millis(bucket * 100 + op % 100);
+                recorder.ok(at, Duration::from_micros(latency), 0);
+            }
+        }
+        if with_events {
+            for t_ms in [300, 700] {
+                let at = start + Duration::from_millis(t_ms);
+                recorder.event(at, "rotate", true, String::new());
+            }
+        }
+        recorder.snapshot()
+    }
+
+    #[test]
+    fn separates_latency_near_events_from_latency_away_from_them() {
+        let impact = rotation_impact(&recorded(true), 100, None, None).unwrap();
+
+        assert!(impact.steady.p99 < 110, "{impact:?}");
+        assert!(impact.p99_ratio > 9.0, "{impact:?}");
+        let near = impact.near_events.unwrap();
+        let away = impact.away_from_events.unwrap();
+        assert_eq!(near.count, 400);
+        assert_eq!(away.count, 300);
+        assert!(near.p50 >= 990 && away.p99 <= 201, "{near:?} {away:?}");
+        assert!(impact.near_p99_ratio.unwrap() > 4.9);
+    }
+
+    #[test]
+    fn a_client_without_events_uses_the_expected_schedule() {
+        let stats = recorded(false);
+
+        let impact = rotation_impact(&stats, 100, Some(300), Some(400)).unwrap();
+        assert_eq!(impact.near_events.unwrap().count, 400);
+
+        let without = rotation_impact(&stats, 100, Some(300), None).unwrap();
+        assert!(without.near_events.is_none() && without.near_p99_ratio.is_none());
+    }
 }

@@ -294,6 +294,10 @@ fn build_report(
                 .rotation
                 .steady_until
                 .map(|until| until.as_millis() as u64),
+            options
+                .rotation
+                .events_every
+                .map(|every| every.as_millis() as u64),
         ),
         bucket_ms,
         series: report::series(&stats, bucket_ms),
