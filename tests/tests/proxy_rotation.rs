@@ -43,6 +43,16 @@ async fn wait_for_new_serial(proxy: &Portcullis, old: &str) -> String {
     }
 }
 
+/// A proxy serving files it polls every 100 ms, and what it was started with.
+async fn polling_proxy(ca_name: &str) -> (TestPki, ServerFiles, TcpUpstream, Portcullis) {
+    let pki = TestPki::new(ca_name);
+    let files = pki.server_files("server");
+    let upstream = TcpUpstream::start().await;
+    let text = config(&files.cert, &files.key, &files.ca, &upstream, "100ms");
+    let proxy = Portcullis::start(&text).await;
+    (pki, files, upstream, proxy)
+}
+
 async fn handshake_serial(proxy: &Portcullis, pki: &TestPki) -> String {
     let address = proxy.listener("main").await;
     let tls = client::config(&pki.ca_cert(), Some(&pki.client(CLIENT_ID)), &[]);
@@ -52,17 +62,7 @@ async fn handshake_serial(proxy: &Portcullis, pki: &TestPki) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hot_swap_serves_the_new_certificate_while_old_connections_keep_working() {
-    let pki = TestPki::new("rotation CA");
-    let files = pki.server_files("server");
-    let upstream = TcpUpstream::start().await;
-    let proxy = Portcullis::start(&config(
-        &files.cert,
-        &files.key,
-        &files.ca,
-        &upstream,
-        "100ms",
-    ))
-    .await;
+    let (pki, files, _upstream, proxy) = polling_proxy("rotation CA").await;
     let address = proxy.listener("main").await;
     let tls = client::config(&pki.ca_cert(), Some(&pki.client(CLIENT_ID)), &[]);
 
@@ -300,17 +300,7 @@ fn tls12_session_id_client(pki: &TestPki) -> std::sync::Arc<rustls::ClientConfig
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_resume_across_a_rotation() {
-    let pki = TestPki::new("resumption rotation CA");
-    let files = pki.server_files("server");
-    let upstream = TcpUpstream::start().await;
-    let proxy = Portcullis::start(&config(
-        &files.cert,
-        &files.key,
-        &files.ca,
-        &upstream,
-        "100ms",
-    ))
-    .await;
+    let (pki, files, _upstream, proxy) = polling_proxy("resumption rotation CA").await;
     let address = proxy.listener("main").await;
     let tls13 = client::config(&pki.ca_cert(), Some(&pki.client(CLIENT_ID)), &[]);
     let tls12 = tls12_session_id_client(&pki);
