@@ -59,6 +59,9 @@ measure() { # measure SERVER PORT PIDS
     load "$server-resumed12" "$port" "$pids" --mode resumed -c 16 -d "$DURATION" \
         --tls 1.2 --tls12-resume session-id --group X25519,secp256r1
     load "$server-keepalive" "$port" "$pids" --mode keepalive -c 32 -d "$DURATION"
+    # The plaintext baseline right before, so added latency compares neighbours in time.
+    load "$server-direct-latency" "$UPSTREAM_PORT" "" --plaintext --mode keepalive -c 4 \
+        --rate 2000 -d "$DURATION"
     load "$server-latency" "$port" "$pids" --mode keepalive -c 4 --rate 2000 -d "$DURATION"
     load "$server-download" "$port" "$pids" --mode bulk --direction download --size-mb 64 \
         -c 1 -d "$DURATION"

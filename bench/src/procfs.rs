@@ -14,9 +14,15 @@ pub fn clock_ticks_per_second() -> u64 {
 
 /// CPU time (user + system) of one process, in seconds.
 pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
+    cpu_split(pid).map(|(user, system)| user + system)
+}
+
+/// CPU time of one process in seconds: `(user, system)`.
+pub fn cpu_split(pid: u32) -> io::Result<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let ticks = clock_ticks_per_second() as f64;
     parse_cpu_ticks(&stat)
-        .map(|ticks| ticks as f64 / clock_ticks_per_second() as f64)
+        .map(|(user, system)| (user as f64 / ticks, system as f64 / ticks))
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc stat"))
 }
 
@@ -36,7 +42,9 @@ pub fn rss_kib(pid: u32) -> io::Result<u64> {
 pub fn usage(pids: &[u32]) -> io::Result<Usage> {
     let mut usage = Usage::default();
     for &pid in pids {
-        usage.cpu_seconds += cpu_seconds(pid)?;
+        let (user, system) = cpu_split(pid)?;
+        usage.cpu_seconds += user + system;
+        usage.system_seconds += system;
         usage.rss_kib += rss_kib(pid)?;
     }
     Ok(usage)
@@ -45,7 +53,10 @@ pub fn usage(pids: &[u32]) -> io::Result<Usage> {
 /// CPU and memory of a set of processes at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
+    /// User and system time.
     pub cpu_seconds: f64,
+    /// The part of `cpu_seconds` spent in the kernel.
+    pub system_seconds: f64,
     pub rss_kib: u64,
 }
 
@@ -94,15 +105,15 @@ fn parse_machine_ticks(stat: &str) -> Option<MachineTicks> {
     })
 }
 
-/// `utime + stime` (fields 14 and 15) from a `/proc/PID/stat` line. The command name (field 2)
-/// may hold spaces and parentheses, so fields are counted after its last `)`.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+/// `(utime, stime)` (fields 14 and 15) from a `/proc/PID/stat` line. The command name (field
+/// 2) may hold spaces and parentheses, so fields are counted after its last `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (state): utime is field 14, stime field 15.
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 fn parse_rss_kib(status: &str) -> Option<u64> {
@@ -119,7 +130,7 @@ mod tests {
     #[test]
     fn parses_stat_and_status() {
         let stat = "42 (a (weird) name) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1";
-        assert_eq!(parse_cpu_ticks(stat), Some(325));
+        assert_eq!(parse_cpu_ticks(stat), Some((250, 75)));
         assert_eq!(parse_rss_kib("Name:\tx\nVmRSS:\t  1234 kB\n"), Some(1234));
         assert_eq!(parse_rss_kib("Name:\tx\n"), None);
     }

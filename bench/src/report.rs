@@ -68,6 +68,8 @@ pub struct Usage {
     pub server_cpu_per_handshake_us: Option<f64>,
     /// Server CPU per successful operation, in microseconds.
     pub server_cpu_per_op_us: Option<f64>,
+    /// The kernel's part of `server_cpu_per_op_us` (system time), in microseconds.
+    pub server_system_cpu_per_op_us: Option<f64>,
     pub server_rss_before_kib: Option<u64>,
     /// For `idle`: with every connection established; otherwise at the end.
     pub server_rss_after_kib: Option<u64>,
@@ -276,9 +278,10 @@ impl Report {
         if let Some(cpu) = usage.server_cpu_s {
             let _ = writeln!(
                 line,
-                "  server CPU {cpu:.3} s: {} us/handshake, {} us/op",
+                "  server CPU {cpu:.3} s: {} us/handshake, {} us/op ({} us/op in the kernel)",
                 fmt_opt(usage.server_cpu_per_handshake_us),
-                fmt_opt(usage.server_cpu_per_op_us)
+                fmt_opt(usage.server_cpu_per_op_us),
+                fmt_opt(usage.server_system_cpu_per_op_us)
             );
         }
         if let (Some(before), Some(after)) =

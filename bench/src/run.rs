@@ -279,6 +279,9 @@ fn build_report(
             server_cpu_s: server_cpu,
             server_cpu_per_handshake_us: per_handshake,
             server_cpu_per_op_us: server_cpu.and_then(|cpu| per(cpu, stats.successes)),
+            server_system_cpu_per_op_us: before
+                .zip(after)
+                .and_then(|(b, a)| per(a.system_seconds - b.system_seconds, stats.successes)),
             server_rss_before_kib: before.map(|usage| usage.rss_kib),
             server_rss_after_kib: after.map(|usage| usage.rss_kib),
             server_rss_per_connection_kib: rss_per_connection,
