@@ -53,7 +53,13 @@ struct Peer {
 /// Handles one accepted connection to the end.
 pub async fn handle(context: Arc<ListenerContext>, stream: TcpStream, remote: SocketAddr) {
     let _active = ActiveGuard::new(&context.metrics.active);
-    let local = stream.local_addr().unwrap_or(context.config.listen);
+    // The local address is only ever shown in a PROXY protocol header: skip the syscall
+    // otherwise.
+    let local = if context.config.proxy_protocol {
+        stream.local_addr().unwrap_or(context.config.listen)
+    } else {
+        context.config.listen
+    };
     let peer = Peer { remote, local };
     let mode = context.mode.get();
     let deadline = Instant::now() + context.config.handshake_timeout;
@@ -152,9 +158,7 @@ async fn tls(
         // verification: check against today's trust bundle and allow-list.
         Verdict::from(configs.verifier.check_chain(certs))
     };
-    let version = connection
-        .protocol_version()
-        .map(|version| format!("{version:?}"));
+    let version = connection.protocol_version();
 
     if let Some(refusal) = verdict.class.refusal() {
         if mode == Mode::Strict {
@@ -184,18 +188,22 @@ async fn tls(
         ConnectionClass::MtlsAuthorized | ConnectionClass::MtlsUnauthorized
     );
     let verified_cert = verified.then_some(verdict.client.as_ref()).flatten();
-    let details = TlsDetails {
-        version: version.unwrap_or_default().replace("TLSv1_", "TLSv1."),
+    // Only a PROXY protocol header shows these details; most connections never build them.
+    let details = context.config.proxy_protocol.then(|| TlsDetails {
+        version: version
+            .map(|version| format!("{version:?}").replace("TLSv1_", "TLSv1."))
+            .unwrap_or_default(),
         verified_cert: verified,
         cert_on_this_connection: !resumed,
         common_name: verified_cert.and_then(|cert| cert.common_name.clone()),
         spiffe_id: verified_cert.and_then(|cert| cert.spiffe_id.clone()),
-    };
+    });
     let client = ClientContext::new(true, verified_cert);
-    forward(context, stream, peer, client, Some(details)).await;
+    forward(context, stream, peer, client, details).await;
 }
 
-/// Connects the upstream and moves bytes or requests until the connection ends.
+/// Connects the upstream and moves bytes or requests until the connection ends. `tls` is what
+/// the PROXY protocol header says about the handshake, present only when a header is sent.
 async fn forward<S>(
     context: &ListenerContext,
     stream: S,
