@@ -223,3 +223,132 @@ impl Direction {
 fn unreachable_state() -> ! {
     unreachable!("the copy buffer is missing")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One end of a copy: hands out `incoming` at most `chunk` bytes per read, then EOF;
+    /// keeps every write it is given.
+    struct ChunkedEnd {
+        incoming: Vec<u8>,
+        offset: usize,
+        chunk: usize,
+        writes: Vec<usize>,
+        received: Vec<u8>,
+        shut_down: bool,
+    }
+
+    impl ChunkedEnd {
+        fn new(incoming: Vec<u8>, chunk: usize) -> Self {
+            Self {
+                incoming,
+                offset: 0,
+                chunk,
+                writes: Vec::new(),
+                received: Vec::new(),
+                shut_down: false,
+            }
+        }
+    }
+
+    impl AsyncRead for ChunkedEnd {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let left = self.incoming.len() - self.offset;
+            let taken = left.min(self.chunk).min(buf.remaining());
+            let start = self.offset;
+            buf.put_slice(&self.incoming[start..start + taken]);
+            self.offset += taken;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for ChunkedEnd {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.writes.push(buf.len());
+            self.received.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.shut_down = true;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl ReadReady for ChunkedEnd {
+        fn poll_read_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn bulk_arrives_whole_and_in_order_then_both_sides_shut_down() {
+        const RECORD: usize = 16 * 1024;
+        let sent = pattern(1024 * 1024 + 123);
+        let mut client = ChunkedEnd::new(sent.clone(), RECORD);
+        let mut upstream = ChunkedEnd::new(Vec::new(), RECORD);
+
+        let end = copy_both_ways(
+            &mut client,
+            &mut upstream,
+            &Activity::new(),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("copy");
+
+        assert_eq!(
+            end,
+            CopyEnd::Done {
+                to_upstream: sent.len() as u64,
+                to_client: 0
+            }
+        );
+        assert!(
+            upstream.received == sent,
+            "bytes arrived out of order or incomplete"
+        );
+        assert!(upstream.shut_down && client.shut_down);
+        // The small buffer first; a read that fills it switches to the large one.
+        assert_eq!(upstream.writes[0], SMALL_BUFFER);
+        assert!(upstream.writes.iter().all(|&n| n <= LARGE_BUFFER));
+    }
+
+    #[tokio::test]
+    async fn a_short_exchange_is_written_as_read() {
+        let request = pattern(300);
+        let reply = pattern(1_000);
+        let mut client = ChunkedEnd::new(request.clone(), 16 * 1024);
+        let mut upstream = ChunkedEnd::new(reply.clone(), 16 * 1024);
+
+        copy_both_ways(
+            &mut client,
+            &mut upstream,
+            &Activity::new(),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("copy");
+
+        assert_eq!(upstream.writes, vec![300]);
+        assert_eq!(client.writes, vec![1_000]);
+        assert!(upstream.received == request && client.received == reply);
+    }
+}
