@@ -252,7 +252,9 @@ pub async fn start(
         .into_iter()
         .map(|listener| tokio::spawn(listener.run()))
         .collect();
-    info!(admin = %admin_address, "portcullis started");
+    info!(admin = %admin_address,
+        record_protection = portcullis_rotator::crypto::aead_source().as_str(),
+        "portcullis started");
 
     Ok(Running {
         app,
