@@ -2,7 +2,6 @@
 //! right content and modes, and the reload actions run (a command, and a signal to a PID).
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -84,11 +83,27 @@ async fn once_writes_every_layout_with_its_mode_and_signals_the_daemon() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path();
 
-    // A stand-in daemon: `sleep` dies of SIGHUP, which proves the signal reached it.
-    let mut daemon = std::process::Command::new("sleep")
-        .arg("30")
+    // A stand-in daemon that exits with 7 on SIGHUP, which proves the signal reached it. It
+    // installs its own handler, as a daemon does, so an ignored SIGHUP inherited from the
+    // test's parent (under `nohup`, say) does not matter, and says when the handler is in.
+    let mut daemon = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import signal, sys, time\n\
+             signal.signal(signal.SIGHUP, lambda *_: sys.exit(7))\n\
+             print('ready', flush=True)\n\
+             time.sleep(30)",
+        ])
+        .stdout(std::process::Stdio::piped())
         .spawn()
-        .expect("spawn sleep");
+        .expect("spawn the stand-in daemon (python3)");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(daemon.stdout.take().expect("stdout")),
+        &mut ready,
+    )
+    .expect("stand-in output");
+    assert_eq!(ready.trim(), "ready", "the stand-in daemon did not start");
     std::fs::write(out.join("daemon.pid"), daemon.id().to_string()).expect("pid file");
     let extra = format!(
         "[[reload]]\nsignal = \"HUP\"\npid_file = \"{}\"\n\n\
@@ -130,7 +145,7 @@ async fn once_writes_every_layout_with_its_mode_and_signals_the_daemon() {
     );
 
     let status = daemon.wait().expect("daemon exit");
-    assert_eq!(status.signal(), Some(1), "the daemon got SIGHUP");
+    assert_eq!(status.code(), Some(7), "the daemon got SIGHUP");
     let copy = std::fs::read_to_string(out.join("reloaded.pem")).expect("reload command ran");
     assert_eq!(copy, chain, "the command ran after the files were written");
     assert!(
