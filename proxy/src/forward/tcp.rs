@@ -294,6 +294,13 @@ mod tests {
         }
     }
 
+    /// Copies between two ends until both are done, with an idle timeout never reached.
+    async fn copy(client: &mut ChunkedEnd, upstream: &mut ChunkedEnd) -> CopyEnd {
+        copy_both_ways(client, upstream, &Activity::new(), Duration::from_secs(60))
+            .await
+            .expect("copy")
+    }
+
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 251) as u8).collect()
     }
@@ -305,14 +312,7 @@ mod tests {
         let mut client = ChunkedEnd::new(sent.clone(), RECORD);
         let mut upstream = ChunkedEnd::new(Vec::new(), RECORD);
 
-        let end = copy_both_ways(
-            &mut client,
-            &mut upstream,
-            &Activity::new(),
-            Duration::from_secs(60),
-        )
-        .await
-        .expect("copy");
+        let end = copy(&mut client, &mut upstream).await;
 
         assert_eq!(
             end,
@@ -338,14 +338,7 @@ mod tests {
         let mut client = ChunkedEnd::new(request.clone(), 16 * 1024);
         let mut upstream = ChunkedEnd::new(reply.clone(), 16 * 1024);
 
-        copy_both_ways(
-            &mut client,
-            &mut upstream,
-            &Activity::new(),
-            Duration::from_secs(60),
-        )
-        .await
-        .expect("copy");
+        copy(&mut client, &mut upstream).await;
 
         assert_eq!(upstream.writes, vec![300]);
         assert_eq!(client.writes, vec![1_000]);
