@@ -75,8 +75,14 @@ impl AeadSource {
 }
 
 /// Where record protection comes from on this CPU: aws-lc-rs where it has its AVX-512 AES-GCM
-/// code path to run, ring everywhere else.
+/// code path to run, ring everywhere else. Decided once; the suites and the start-up log both
+/// read this answer.
 pub fn aead_source() -> AeadSource {
+    static SOURCE: OnceLock<AeadSource> = OnceLock::new();
+    *SOURCE.get_or_init(detect_aead_source)
+}
+
+fn detect_aead_source() -> AeadSource {
     #[cfg(target_arch = "x86_64")]
     {
         let avx512_aes = std::arch::is_x86_feature_detected!("avx512f")
