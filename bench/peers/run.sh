@@ -40,8 +40,8 @@ source "$PEERS/lib.sh"
 load() { # load NAME PORT PIDS EXTRA...: one measurement, JSON into RESULTS/NAME.json
     local name="$1" port="$2" pids="$3"
     shift 3
-    local pid_args=()
-    [ -n "$pids" ] && pid_args=(--server-pid "$pids")
+    local pid_args=(--upstream-pid "$UPSTREAM_PID")
+    [ -n "$pids" ] && pid_args+=(--server-pid "$pids")
     log "  $name"
     taskset -c "$LOAD_CPU" "$BIN/portcullis-load" --target "127.0.0.1:$port" \
         --ca "$RUN/certs/ca.pem" --cert "$RUN/certs/client.pem" --key "$RUN/certs/client.key" \
@@ -152,6 +152,7 @@ main() {
 
     start upstream "$LOAD_CPU" "$BIN/bench-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" \
         --threads 1
+    UPSTREAM_PID=$LAST_PID
     wait_port "$UPSTREAM_PORT"
     for round in $(seq 1 "$REPEAT"); do
         RESULTS="$RUN/results/round-$round"

@@ -70,6 +70,14 @@ def metrics(results, server, direct=None):
         out[f"{direction}_cpu_mib"] = cpu_s * 1e6 / mib if cpu_s and mib else None
         out[f"{direction}_sys_mib"] = sys_op * done / mib if sys_op and done and mib else None
         out[f"{direction}_busy"] = cpu_s / elapsed * 100 if cpu_s and elapsed else None
+        # What the load core carried per MiB: the load client, and the upstream behind a proxy.
+        client_s = get(direction, "usage", "client_cpu_s")
+        upstream_op = get(direction, "usage", "upstream_cpu_per_op_us")
+        out[f"{direction}_client_mib"] = client_s * 1e6 / mib if client_s and mib else None
+        out[f"{direction}_upstream_mib"] = (upstream_op * done / mib
+                                            if upstream_op is not None and done and mib else None)
+        for core, busy_percent in enumerate(get(direction, "usage", "core_busy_percent") or []):
+            out[f"{direction}_core{core}_busy"] = busy_percent
     resumed = load(results, f"{server}-resumed")
     if resumed:
         total = resumed["handshakes_full"] + resumed["handshakes_resumed"]
@@ -208,11 +216,43 @@ def targets(m):
                 "the upstream, and on loopback the kernel bills the receiving socket's work "
                 "to the sender; the upstream also shares CPU 1 with the load client (see "
                 "\"Bulk and requests/s\" below).")
+            lines += bulk_ceiling(m)
     if p["idle_kib"] is not None:
         lines.append(
             f"- ≤ 16 KiB per idle mTLS connection: {p['idle_kib']:.1f} KiB "
             f"({verdict(p['idle_kib'] <= 16)}).")
     return lines
+
+
+def bulk_ceiling(m):
+    """The most any proxy could move in this harness, from what the load core must run."""
+    b, p = m.get("bare"), m.get("portcullis")
+    proxies = [m[s] for s in PEERS + ["portcullis"] if m.get(s)]
+    parts = []
+    for direction in ("download", "upload"):
+        client = b and b[f"{direction}_client_mib"]
+        upstream = min((x[f"{direction}_upstream_mib"] for x in proxies
+                        if x[f"{direction}_upstream_mib"]), default=None)
+        if not (client and upstream and b[direction]):
+            return []
+        ceiling = 1e6 / (client + upstream)
+        parts.append((direction, client, upstream, ceiling, ceiling / b[direction]))
+    figures = "; ".join(
+        f"{d} {fmt(c)} + {fmt(u)} µs, at most {fmt(top)} MiB/s = {share:.0%} of bare"
+        for d, c, u, top, share in parts)
+    busy = " and ".join(
+        f"{fmt(p.get(f'{d}_core0_busy'))} % / {fmt(p.get(f'{d}_core1_busy'))} % {d}ing"
+        for d, *_ in parts)
+    capped = [d for d, *_, share in parts if share < 0.9]
+    verdict_line = (f"so in this harness no proxy can reach 90 % {' or '.join(capped)}: "
+                    "that would take a second load core or an upstream that costs nothing"
+                    if capped else "so the harness alone does not keep a proxy below 90 %")
+    return [
+        "  What CPU 1 allows a proxy that itself cost nothing: CPU 1 runs the load client, "
+        "which needs at least its CPU per MiB against the bare terminator, and the upstream, "
+        "which needs at least the least it took behind any proxy, and one core gives at most "
+        f"1 s of CPU per second: {figures}; {verdict_line}. CPU 0 / CPU 1 were busy {busy} "
+        "with Portcullis."]
 
 
 def rotation_section(rounds):

@@ -204,6 +204,10 @@ pub struct LoadOptions {
     /// Server process ids (comma-separated) whose CPU time and RSS are read from /proc.
     #[arg(long, value_delimiter = ',')]
     pub server_pid: Vec<u32>,
+    /// Process ids (comma-separated) of the upstream behind the server, whose CPU time is
+    /// reported on its own: on a pinned machine it shares the load client's CPU.
+    #[arg(long, value_delimiter = ',')]
+    pub upstream_pid: Vec<u32>,
     /// Runtime worker threads; the CPUs this process may use if unset.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -309,6 +313,8 @@ mod tests {
             "ca.pem",
             "--server-pid",
             "1,2",
+            "--upstream-pid",
+            "3",
             "--tls",
             "1.3",
             "--tls",
@@ -317,6 +323,7 @@ mod tests {
         .unwrap();
         assert_eq!(options.mode, Mode::Full);
         assert_eq!(options.server_pid, vec![1, 2]);
+        assert_eq!(options.upstream_pid, vec![3]);
         assert_eq!(options.tls.version, TlsVersion::Tls12);
         assert!(options.connection_per_operation());
     }

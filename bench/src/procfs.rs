@@ -60,13 +60,24 @@ pub struct Usage {
     pub rss_kib: u64,
 }
 
-/// The whole machine's CPU time from the first line of `/proc/stat`, in clock ticks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The machine's CPU time from `/proc/stat`, in clock ticks: all CPUs, and each one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MachineTicks {
     /// Every state summed (user, nice, system, idle, iowait, irq, softirq, steal).
     pub total: u64,
     /// Time the hypervisor ran something else while this machine wanted a CPU.
     pub steal: u64,
+    /// One entry per `cpuN` line, in the order `/proc/stat` lists them.
+    pub cores: Vec<CoreTicks>,
+}
+
+/// One CPU's time from its `cpuN` line, in clock ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreTicks {
+    /// Every state summed.
+    pub total: u64,
+    /// Time spent running something: user, nice, system, irq and softirq.
+    pub busy: u64,
 }
 
 impl MachineTicks {
@@ -79,29 +90,71 @@ impl MachineTicks {
 
     /// The share of CPU time stolen between `earlier` and `self`, in percent.
     pub fn steal_percent_since(&self, earlier: &Self) -> f64 {
-        let total = self.total.saturating_sub(earlier.total);
-        let steal = self.steal.saturating_sub(earlier.steal);
-        if total == 0 {
-            0.0
-        } else {
-            steal as f64 * 100.0 / total as f64
+        percent(
+            self.steal.saturating_sub(earlier.steal),
+            self.total.saturating_sub(earlier.total),
+        )
+    }
+
+    /// How busy each CPU was between `earlier` and `self`, in percent. Empty when the two
+    /// readings do not list the same CPUs.
+    pub fn core_busy_percent_since(&self, earlier: &Self) -> Vec<f64> {
+        if self.cores.len() != earlier.cores.len() {
+            return Vec::new();
         }
+        self.cores
+            .iter()
+            .zip(&earlier.cores)
+            .map(|(now, then)| {
+                percent(
+                    now.busy.saturating_sub(then.busy),
+                    now.total.saturating_sub(then.total),
+                )
+            })
+            .collect()
     }
 }
 
-/// The `cpu` line: user nice system idle iowait irq softirq steal [guest guest_nice]; guest
-/// time is already counted in user and nice.
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+/// The `cpu` line and the `cpuN` lines: user nice system idle iowait irq softirq steal [guest
+/// guest_nice]; guest time is already counted in user and nice.
 fn parse_machine_ticks(stat: &str) -> Option<MachineTicks> {
-    let line = stat.lines().find(|line| line.starts_with("cpu "))?;
-    let values: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .map(|value| value.parse().ok())
+    let states = |line: &str| -> Option<Vec<u64>> {
+        let values: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|value| value.parse().ok())
+            .collect::<Option<_>>()?;
+        (values.len() == 8).then_some(values)
+    };
+
+    let all = states(stat.lines().find(|line| line.starts_with("cpu "))?)?;
+    let cores = stat
+        .lines()
+        .filter(|line| {
+            line.strip_prefix("cpu")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .map(|line| {
+            let values = states(line)?;
+            Some(CoreTicks {
+                total: values.iter().sum(),
+                busy: values[0] + values[1] + values[2] + values[5] + values[6],
+            })
+        })
         .collect::<Option<_>>()?;
     Some(MachineTicks {
-        total: values.iter().sum(),
-        steal: *values.get(7)?,
+        total: all.iter().sum(),
+        steal: all[7],
+        cores,
     })
 }
 
@@ -137,14 +190,29 @@ mod tests {
 
     #[test]
     fn parses_machine_ticks_and_steal() {
-        let before = parse_machine_ticks("cpu  100 0 50 800 0 0 10 40 0 0\ncpu0 1 2 3\n").unwrap();
-        let after = parse_machine_ticks("cpu  200 0 60 880 0 0 10 50 7 0\n").unwrap();
+        let before = parse_machine_ticks(
+            "cpu  100 0 50 800 0 0 10 40 0 0\n\
+             cpu0 60 0 30 400 0 0 10 0 0 0\n\
+             cpu1 40 0 20 400 0 0 0 40 0 0\n\
+             intr 12345\n",
+        )
+        .unwrap();
+        let after = parse_machine_ticks(
+            "cpu  200 0 60 880 0 0 10 50 7 0\n\
+             cpu0 150 0 40 400 0 0 10 0 0 0\n\
+             cpu1 50 0 20 480 0 0 0 50 0 0\n",
+        )
+        .unwrap();
 
         assert_eq!(before.total, 1000);
         assert_eq!(before.steal, 40);
         assert_eq!(after.steal_percent_since(&before), 5.0);
+        assert_eq!(after.core_busy_percent_since(&before), vec![100.0, 10.0]);
         assert_eq!(parse_machine_ticks("cpu0 1 2 3\n"), None);
-        assert!(MachineTicks::now().is_ok());
+        assert_eq!(parse_machine_ticks("cpu  1 2 3\n"), None);
+
+        let now = MachineTicks::now().unwrap();
+        assert!(!now.cores.is_empty());
     }
 
     #[test]

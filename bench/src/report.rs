@@ -77,6 +77,13 @@ pub struct Usage {
     pub server_rss_per_connection_kib: Option<f64>,
     pub client_cpu_s: f64,
     pub client_cpu_per_op_us: Option<f64>,
+    /// `--upstream-pid`: the processes behind the server (a proxy's upstream).
+    pub upstream_pids: Vec<u32>,
+    /// Their CPU per successful operation, in microseconds.
+    pub upstream_cpu_per_op_us: Option<f64>,
+    /// How busy each CPU of the machine was during the run, in percent (`/proc/stat`): shows
+    /// which side of a pinned benchmark ran out of CPU.
+    pub core_busy_percent: Vec<f64>,
     /// CPU time the hypervisor took from this machine during the run, in percent of all CPU
     /// time: a noisy neighbour that no figure above accounts for.
     pub machine_steal_percent: Option<f64>,
@@ -300,6 +307,23 @@ impl Report {
             fmt_opt(usage.client_cpu_per_op_us),
             fmt_opt(usage.machine_steal_percent)
         );
+        if !usage.upstream_pids.is_empty() {
+            let _ = writeln!(
+                line,
+                "  upstream CPU {} us/op",
+                fmt_opt(usage.upstream_cpu_per_op_us)
+            );
+        }
+        if !usage.core_busy_percent.is_empty() {
+            let busy = usage
+                .core_busy_percent
+                .iter()
+                .enumerate()
+                .map(|(cpu, busy)| format!("cpu{cpu} {busy:.0}%"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(line, "  busy: {busy}");
+        }
         for event in &self.events {
             let status = if event.ok { "ok" } else { "FAILED" };
             let _ = writeln!(

@@ -25,7 +25,7 @@ const GRACE: Duration = Duration::from_secs(10);
 pub enum RunError {
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
-    #[error("cannot read /proc for server pid {pid}: {source}")]
+    #[error("cannot read /proc for pid {pid}: {source}")]
     Proc { pid: u32, source: std::io::Error },
     #[error("only loopback targets are allowed, not {0}")]
     NotLoopback(std::net::SocketAddr),
@@ -39,7 +39,8 @@ pub async fn run(options: LoadOptions) -> Result<Report, RunError> {
     let tls = client_tls(&options.tls, options.mode)?;
     let opened = warm_up(&options, &tls).await;
 
-    let server_before = server_usage(&options.server_pid)?;
+    let server_before = process_usage(&options.server_pid)?;
+    let upstream_before = process_usage(&options.upstream_pid)?;
     let client_before = procfs::self_cpu_seconds().unwrap_or_default();
     let machine_before = procfs::MachineTicks::now().ok();
     let start = Instant::now();
@@ -82,20 +83,15 @@ pub async fn run(options: LoadOptions) -> Result<Report, RunError> {
 
     let server_after = match held {
         Some(Some(loaded)) => Some(loaded),
-        _ => server_usage(&options.server_pid)?,
+        _ => process_usage(&options.server_pid)?,
     };
-    let client_cpu = procfs::self_cpu_seconds().unwrap_or_default() - client_before;
-    let steal = machine_before
-        .zip(procfs::MachineTicks::now().ok())
-        .map(|(before, after)| after.steal_percent_since(&before));
-    Ok(build_report(
-        &options,
-        &recorder,
-        elapsed,
-        (server_before, server_after),
-        client_cpu,
-        steal,
-    ))
+    let measured = Measured {
+        server: (server_before, server_after),
+        upstream: (upstream_before, process_usage(&options.upstream_pid)?),
+        client_cpu: procfs::self_cpu_seconds().unwrap_or_default() - client_before,
+        machine: machine_before.zip(procfs::MachineTicks::now().ok()),
+    };
+    Ok(build_report(&options, &recorder, elapsed, measured))
 }
 
 /// A worker's connection opened before the clock started, and its handshake.
@@ -135,7 +131,8 @@ async fn warm_up(options: &LoadOptions, tls: &ClientTls) -> Vec<Opened> {
     opened
 }
 
-fn server_usage(pids: &[u32]) -> Result<Option<Usage>, RunError> {
+/// CPU and memory summed over `pids`; `None` when none are given.
+fn process_usage(pids: &[u32]) -> Result<Option<Usage>, RunError> {
     if pids.is_empty() {
         return Ok(None);
     }
@@ -206,14 +203,22 @@ async fn idle(shared: &Arc<Shared>) -> Option<Usage> {
     loaded.filter(|_| !options.server_pid.is_empty())
 }
 
+/// Readings taken around the measured part of a run: `(before, after)` pairs.
+struct Measured {
+    server: (Option<Usage>, Option<Usage>),
+    upstream: (Option<Usage>, Option<Usage>),
+    client_cpu: f64,
+    machine: Option<(procfs::MachineTicks, procfs::MachineTicks)>,
+}
+
 fn build_report(
     options: &LoadOptions,
     recorder: &Recorder,
     elapsed: Duration,
-    (before, after): (Option<Usage>, Option<Usage>),
-    client_cpu: f64,
-    steal_percent: Option<f64>,
+    measured: Measured,
 ) -> Report {
+    let (before, after) = measured.server;
+    let client_cpu = measured.client_cpu;
     let stats = recorder.snapshot();
     let elapsed_s = elapsed.as_secs_f64().max(1e-9);
     let bucket_ms = recorder.bucket_width().as_millis() as u64;
@@ -287,7 +292,20 @@ fn build_report(
             server_rss_per_connection_kib: rss_per_connection,
             client_cpu_s: client_cpu,
             client_cpu_per_op_us: per(client_cpu, stats.successes),
-            machine_steal_percent: steal_percent,
+            upstream_pids: options.upstream_pid.clone(),
+            upstream_cpu_per_op_us: match measured.upstream {
+                (Some(b), Some(a)) => per(a.cpu_seconds - b.cpu_seconds, stats.successes),
+                _ => None,
+            },
+            core_busy_percent: measured
+                .machine
+                .as_ref()
+                .map(|(b, a)| a.core_busy_percent_since(b))
+                .unwrap_or_default(),
+            machine_steal_percent: measured
+                .machine
+                .as_ref()
+                .map(|(b, a)| a.steal_percent_since(b)),
             clock_ticks_per_s: procfs::clock_ticks_per_second(),
         },
         rotation_impact: report::rotation_impact(

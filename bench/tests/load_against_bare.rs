@@ -59,20 +59,42 @@ struct ServerArgs {
     tls: ServerTlsOptions,
 }
 
+/// A certificate set in a temporary folder and a bare terminator serving it.
+struct Bench {
+    dir: tempfile::TempDir,
+    target: String,
+    cert: String,
+    key: String,
+}
+
+impl Bench {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        portcullis_bench::certs::write_set(dir.path(), 0, Duration::from_secs(3600))
+            .expect("certificates");
+        let target = bare(dir.path()).await;
+        let file = |name: &str| dir.path().join(name).display().to_string();
+        let (cert, key) = (file("client.pem"), file("client.key"));
+        Self {
+            dir,
+            target,
+            cert,
+            key,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_successes_refusals_and_serials() {
-    let dir = tempfile::tempdir().unwrap();
-    portcullis_bench::certs::write_set(dir.path(), 0, Duration::from_secs(3600)).unwrap();
-    let certs = dir.path();
-    let target = bare(certs).await;
-    let cert = certs.join("client.pem").display().to_string();
-    let key = certs.join("client.key").display().to_string();
+    let bench = Bench::start().await;
+    let (certs, target) = (bench.dir.path(), bench.target.as_str());
+    let (cert, key) = (bench.cert.clone(), bench.key.clone());
     let client = ["--cert", cert.as_str(), "--key", key.as_str()];
 
     for mode in ["full", "resumed", "keepalive"] {
         let mut extra = vec!["--mode", mode, "-n", "20"];
         extra.extend_from_slice(&client);
-        let report = run(options(&target, certs, &extra)).await.unwrap();
+        let report = run(options(target, certs, &extra)).await.unwrap();
         assert_eq!(report.successes, 20, "{mode}: {}", report.to_text());
         assert_eq!(report.failed, 0, "{mode}: {}", report.to_text());
         assert_eq!(report.distinct_serials, 1, "{mode}");
@@ -85,7 +107,7 @@ async fn counts_successes_refusals_and_serials() {
     // client keeps more tickets than rustls' default store (eight per server).
     let mut extra = vec!["--mode", "resumed", "-n", "400"];
     extra.extend_from_slice(&client);
-    let mut wide = options(&target, certs, &extra);
+    let mut wide = options(target, certs, &extra);
     wide.concurrency = 32;
     let report = run(wide).await.unwrap();
     assert_eq!(report.successes, 400, "{}", report.to_text());
@@ -98,7 +120,7 @@ async fn counts_successes_refusals_and_serials() {
     for (mode, full, resumed) in [("resumed", 0, 50), ("keepalive", 2, 0)] {
         let mut extra = vec!["--mode", mode, "-n", "50", "--warm-up", "300ms"];
         extra.extend_from_slice(&client);
-        let report = run(options(&target, certs, &extra)).await.unwrap();
+        let report = run(options(target, certs, &extra)).await.unwrap();
         assert_eq!(report.successes, 50, "{mode}: {}", report.to_text());
         assert_eq!(report.handshakes_full, full, "{mode}: {}", report.to_text());
         assert_eq!(
@@ -114,7 +136,7 @@ async fn counts_successes_refusals_and_serials() {
     // refusal arrives with the first read, after a request or after close_notify.
     for after in ["request", "close"] {
         let report = run(options(
-            &target,
+            target,
             certs,
             &["--mode", "full", "-n", "6", "--after", after],
         ))
@@ -128,4 +150,57 @@ async fn counts_successes_refusals_and_serials() {
             report.to_text()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_upstream_cpu_and_busy_cores() {
+    let bench = Bench::start().await;
+    let (certs, target) = (bench.dir.path(), bench.target.as_str());
+    let (cert, key) = (bench.cert.clone(), bench.key.clone());
+    // The terminator runs in this process, so it stands in for both the server and the
+    // upstream: each reading must show the CPU the handshakes took here.
+    let pid = std::process::id().to_string();
+    let extra = [
+        "--mode",
+        "full",
+        "-n",
+        "200",
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--server-pid",
+        &pid,
+        "--upstream-pid",
+        &pid,
+    ];
+
+    let report = run(options(target, certs, &extra)).await.unwrap();
+
+    assert_eq!(report.successes, 200, "{}", report.to_text());
+    let usage = &report.usage;
+    assert_eq!(usage.upstream_pids, vec![std::process::id()]);
+    let upstream = usage
+        .upstream_cpu_per_op_us
+        .expect("upstream CPU per operation");
+    assert!(upstream > 0.0, "{}", report.to_text());
+    assert!(
+        usage
+            .server_cpu_per_op_us
+            .is_some_and(|server| server > 0.0)
+    );
+    assert!(!usage.core_busy_percent.is_empty());
+    assert!(
+        usage
+            .core_busy_percent
+            .iter()
+            .all(|busy| (0.0..=100.0).contains(busy)),
+        "{:?}",
+        usage.core_busy_percent
+    );
+    let text = report.to_text();
+    assert!(
+        text.contains("upstream CPU") && text.contains("busy: cpu0 "),
+        "{text}"
+    );
 }
