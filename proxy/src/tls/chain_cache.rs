@@ -6,8 +6,9 @@
 //! the first of its certificates expires. The proof of possession (the handshake signature)
 //! is still checked on every connection; only the chain's verdict is reused.
 //!
-//! A cache belongs to one generation of the TLS configuration, so a new trust bundle starts
-//! with an empty one. Entries are found by the leaf's bytes and must match the whole
+//! A cache belongs to one trust bundle: the generations of the TLS configuration that keep
+//! the bundle (a rotation of our own certificate) share it, and a new bundle starts with an
+//! empty one. Entries are found by the leaf's bytes and must match the whole
 //! presented chain exactly. Only successes are kept: a peer cannot fill the cache with chains
 //! that do not verify.
 

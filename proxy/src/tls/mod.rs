@@ -4,12 +4,13 @@
 //! `ServerConfig` per (mode, protocol) pair from it, and stores them behind one `arc-swap`
 //! pointer. A new handshake loads the current set; established connections keep what they
 //! negotiated. The ticket keys and the session cache are shared by every generation, so
-//! resumption keeps working across certificate rotations.
+//! resumption keeps working across certificate rotations; so are the verified client chains,
+//! for as long as the trust bundle stays the same.
 
 mod chain_cache;
 mod verifier;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use rustls::crypto::CryptoProvider;
@@ -17,6 +18,7 @@ use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::sign::SingleCertAndKey;
 use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
+use rustls_pki_types::CertificateDer;
 use tracing::{info, warn};
 
 use portcullis_rotator::{Identity, IdentityStore};
@@ -122,6 +124,16 @@ pub struct TlsState {
     ticketer: Arc<dyn ProducesTickets>,
     /// Shared by every generation so TLS 1.2 session IDs stay valid across rotations.
     sessions: Arc<dyn StoresServerSessions>,
+    /// Shared by the generations of one trust bundle, so a rotation that keeps the bundle
+    /// does not send every returning client through chain verification again.
+    chains: Mutex<Option<TrustedChains>>,
+}
+
+/// The verified-chain cache of one trust bundle.
+#[derive(Debug)]
+struct TrustedChains {
+    trust: Vec<CertificateDer<'static>>,
+    cache: Arc<ChainCache>,
 }
 
 impl TlsState {
@@ -143,6 +155,7 @@ impl TlsState {
             allow,
             ticketer,
             sessions,
+            chains: Mutex::new(None),
         })
     }
 
@@ -188,7 +201,7 @@ impl TlsState {
         .build()
         .map_err(|err| rustls::Error::General(err.to_string()))?;
 
-        let verified = Arc::new(ChainCache::default());
+        let verified = self.chain_cache_for(&identity.trust);
         let verifier = |strict| {
             Arc::new(ClientVerifier::new(
                 chain.clone(),
@@ -212,6 +225,22 @@ impl TlsState {
             verifier: strict,
             identity,
         })
+    }
+
+    /// The cache of the generation before when it trusted the same CAs, else a new one. A
+    /// verdict depends only on the chain, the trust bundle and the time (each entry expires
+    /// with its chain); the allow-list is applied on every connection, outside the cache.
+    fn chain_cache_for(&self, trust: &[CertificateDer<'static>]) -> Arc<ChainCache> {
+        let mut chains = self.chains.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(kept) = chains.as_ref().filter(|kept| kept.trust == trust) {
+            return kept.cache.clone();
+        }
+        let cache = Arc::new(ChainCache::default());
+        *chains = Some(TrustedChains {
+            trust: trust.to_vec(),
+            cache: cache.clone(),
+        });
+        cache
     }
 
     fn server_config(
@@ -260,5 +289,98 @@ impl ProducesTickets for NoTickets {
 
     fn decrypt(&self, _cipher: &[u8]) -> Option<Vec<u8>> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use portcullis_rotator::source::dev::{DevCa, LeafSpec};
+    use portcullis_rotator::{Issued, Validator};
+
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn leaf(ca: &DevCa, name: &str) -> portcullis_rotator::source::dev::DevLeaf {
+        let spec = LeafSpec {
+            common_name: name.into(),
+            ..Default::default()
+        };
+        ca.issue(&spec, HOUR).expect("leaf")
+    }
+
+    /// A server identity issued by `ca`, trusting `trust`.
+    fn identity(ca: &DevCa, trust: &[&DevCa]) -> Arc<Identity> {
+        let leaf = leaf(ca, "server");
+        let issued = Issued {
+            chain: leaf.chain,
+            key: leaf.key,
+            trust: trust.iter().map(|ca| ca.certificate().clone()).collect(),
+        };
+        let identity = Validator::default().check(issued, SystemTime::now());
+        Arc::new(identity.expect("valid identity"))
+    }
+
+    fn cache_of(state: &TlsState) -> Arc<ChainCache> {
+        state
+            .load()
+            .expect("installed")
+            .verifier
+            .chain_cache()
+            .clone()
+    }
+
+    fn check(state: &TlsState, chain: &[CertificateDer<'static>]) -> ChainCheck {
+        let configs = state.load().expect("installed");
+        configs.verifier.check_chain(chain)
+    }
+
+    #[test]
+    fn verified_chains_are_kept_while_the_trust_bundle_stays() {
+        let ca = DevCa::new("first CA", HOUR).expect("CA");
+        let other = DevCa::new("second CA", HOUR).expect("CA");
+        let settings = settings_from_config(&TlsConfig::default()).expect("settings");
+        let allow = Arc::new(ArcSwap::from_pointee(AllowList::default()));
+        let state = TlsState::new(settings, allow).expect("state");
+        let client = leaf(&ca, "client").chain;
+        let (client_leaf, intermediates) = client.split_first().expect("leaf");
+        let now = i64::MAX - 1;
+
+        state.install(identity(&ca, &[&ca])).expect("install");
+        let verdict = check(&state, &client);
+        assert!(matches!(verdict, ChainCheck::Authorized(_)), "{verdict:?}");
+        let first_cache = cache_of(&state);
+
+        // Our certificate rotates, the bundle stays: the verdict is still there.
+        state.install(identity(&ca, &[&ca])).expect("install");
+        let kept = cache_of(&state);
+        assert!(Arc::ptr_eq(&first_cache, &kept));
+        let remembered = kept.get(client_leaf, intermediates, 0);
+        assert!(
+            remembered.is_some(),
+            "the chain verified before the rotation"
+        );
+        assert!(
+            kept.get(client_leaf, intermediates, now).is_none(),
+            "expired entries stay out"
+        );
+
+        // The bundle gains a CA: verdicts start over, and the client still verifies.
+        state
+            .install(identity(&ca, &[&ca, &other]))
+            .expect("install");
+        let widened = cache_of(&state);
+        assert!(!Arc::ptr_eq(&kept, &widened));
+        assert!(widened.get(client_leaf, intermediates, 0).is_none());
+        let verdict = check(&state, &client);
+        assert!(matches!(verdict, ChainCheck::Authorized(_)), "{verdict:?}");
+
+        // A bundle without the client's CA refuses it, whatever an earlier bundle said.
+        state.install(identity(&other, &[&other])).expect("install");
+        assert!(!Arc::ptr_eq(&widened, &cache_of(&state)));
+        let verdict = check(&state, &client);
+        assert!(matches!(verdict, ChainCheck::Invalid(_)), "{verdict:?}");
     }
 }

@@ -54,6 +54,12 @@ impl ClientVerifier {
         }
     }
 
+    /// The cache this verifier reads and fills.
+    #[cfg(test)]
+    pub(super) fn chain_cache(&self) -> &Arc<ChainCache> {
+        &self.verified
+    }
+
     /// The summary of the leaf when the chain verifies now (from the cache when it can).
     fn verify(
         &self,
