@@ -88,8 +88,8 @@ impl Bench {
 async fn counts_successes_refusals_and_serials() {
     let bench = Bench::start().await;
     let (certs, target) = (bench.dir.path(), bench.target.as_str());
-    let (cert, key) = (bench.cert.clone(), bench.key.clone());
-    let client = ["--cert", cert.as_str(), "--key", key.as_str()];
+    let (cert, key) = (bench.cert.as_str(), bench.key.as_str());
+    let client = ["--cert", cert, "--key", key];
 
     for mode in ["full", "resumed", "keepalive"] {
         let mut extra = vec!["--mode", mode, "-n", "20"];
@@ -156,7 +156,7 @@ async fn counts_successes_refusals_and_serials() {
 async fn reports_upstream_cpu_and_busy_cores() {
     let bench = Bench::start().await;
     let (certs, target) = (bench.dir.path(), bench.target.as_str());
-    let (cert, key) = (bench.cert.clone(), bench.key.clone());
+    let (cert, key) = (bench.cert.as_str(), bench.key.as_str());
     // The terminator runs in this process, so it stands in for both the server and the
     // upstream: each reading must show the CPU the handshakes took here.
     let pid = std::process::id().to_string();
@@ -166,9 +166,9 @@ async fn reports_upstream_cpu_and_busy_cores() {
         "-n",
         "200",
         "--cert",
-        &cert,
+        cert,
         "--key",
-        &key,
+        key,
         "--server-pid",
         &pid,
         "--upstream-pid",

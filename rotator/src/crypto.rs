@@ -206,6 +206,8 @@ pub fn group_name(group: NamedGroup) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+
     use super::*;
 
     #[test]
@@ -295,8 +297,6 @@ mod tests {
             }
         }
     }
-
-    use std::io::{Read, Write};
 
     fn move_bytes<A, B, DA, DB>(from: &mut A, to: &mut B, what: &str)
     where

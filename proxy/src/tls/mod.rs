@@ -346,7 +346,7 @@ mod tests {
         let state = TlsState::new(settings, allow).expect("state");
         let client = leaf(&ca, "client").chain;
         let (client_leaf, intermediates) = client.split_first().expect("leaf");
-        let now = i64::MAX - 1;
+        let far_future = i64::MAX - 1;
 
         state.install(identity(&ca, &[&ca])).expect("install");
         let verdict = check(&state, &client);
@@ -363,7 +363,7 @@ mod tests {
             "the chain verified before the rotation"
         );
         assert!(
-            kept.get(client_leaf, intermediates, now).is_none(),
+            kept.get(client_leaf, intermediates, far_future).is_none(),
             "expired entries stay out"
         );
 
