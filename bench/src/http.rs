@@ -144,7 +144,14 @@ impl MessageReader {
         Ok(length)
     }
 
-    async fn skip_exact<S: AsyncRead + Unpin>(
+    /// Drops up to `max` bytes already read from the stream; returns how many it dropped.
+    pub(crate) fn consume_buffered(&mut self, max: u64) -> u64 {
+        let take = max.min((self.end - self.start) as u64);
+        self.start += take as usize;
+        take
+    }
+
+    pub(crate) async fn skip_exact<S: AsyncRead + Unpin>(
         &mut self,
         stream: &mut S,
         mut remaining: u64,

@@ -13,6 +13,7 @@
 //! - [`certs`]: the ECDSA P-256 certificates every peer is run with.
 #![forbid(unsafe_code)]
 
+pub mod bodies;
 pub mod certs;
 pub mod http;
 pub mod options;

@@ -1,12 +1,14 @@
 //! The benchmark server side, shared by `bench-upstream` (plaintext) and `bare-terminator`
 //! (TLS): a fixed keep-alive response, `GET /bytes/N` streams N bytes, and any request with a
-//! body (`POST /upload`) is read to the end and acknowledged.
+//! body (`POST /upload`) is read to the end and acknowledged. How bodies move depends on the
+//! stream (see [`crate::bodies`]).
 
 use std::io;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
-use crate::http::{IO_CHUNK, MessageReader};
+use crate::bodies::ServedStream;
+use crate::http::MessageReader;
 
 /// The largest `/bytes/N` served, so a request cannot ask for an endless stream.
 pub const MAX_DOWNLOAD: u64 = 64 * 1024 * 1024 * 1024;
@@ -40,12 +42,18 @@ pub struct Served {
 /// Serves requests on one connection until the client closes it or asks to.
 pub async fn serve_connection<S>(stream: &mut S, fixed: &FixedResponse) -> io::Result<Served>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: ServedStream,
 {
     let mut reader = MessageReader::new();
     let mut served = Served::default();
     while let Some(head) = reader.read_head(stream).await? {
-        let received = reader.skip_body(stream, &head).await?;
+        let received = match head.content_length {
+            Some(length) if !head.chunked => {
+                stream.discard(&mut reader, length).await?;
+                length
+            }
+            _ => reader.skip_body(stream, &head).await?,
+        };
         served.bytes_in += received;
         served.requests += 1;
 
@@ -73,19 +81,13 @@ where
     Ok(served)
 }
 
-async fn stream_bytes<S: AsyncWrite + Unpin>(stream: &mut S, size: u64) -> io::Result<u64> {
-    static ZEROES: [u8; IO_CHUNK] = [0; IO_CHUNK];
+async fn stream_bytes<S: ServedStream>(stream: &mut S, size: u64) -> io::Result<u64> {
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
 Content-Length: {size}\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await?;
-    let mut remaining = size;
-    while remaining > 0 {
-        let take = remaining.min(IO_CHUNK as u64) as usize;
-        stream.write_all(&ZEROES[..take]).await?;
-        remaining -= take as u64;
-    }
+    stream.write_zeroes(size).await?;
     Ok(size)
 }
 
