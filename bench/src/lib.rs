@@ -17,6 +17,7 @@ pub mod bodies;
 pub mod certs;
 pub mod http;
 pub mod options;
+pub mod pacer;
 pub mod procfs;
 pub mod report;
 pub mod rotation;

@@ -16,6 +16,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::http::{IO_CHUNK, MessageReader};
 use crate::options::{After, Direction, LoadOptions, Mode};
+use crate::pacer::Pacer;
 use crate::stats::Recorder;
 use crate::stream::Stream;
 use crate::tls::{ClientTls, failure_reason};
@@ -180,11 +181,26 @@ impl SerialCache {
 /// one; returns the connection it holds at the end (persistent modes).
 pub(crate) async fn worker(shared: Arc<Shared>, mut conn: Option<Conn>) -> Option<Conn> {
     let mut serials = SerialCache::default();
+    let pacer = match shared.options.rate {
+        Some(_) => Pacer::new()
+            .inspect_err(
+                |err| tracing::warn!(error = %err, "no timerfd; pacing with tokio's timer"),
+            )
+            .ok(),
+        None => None,
+    };
     while let Some(due) = shared.take() {
         let start = if Instant::now() < due {
-            // Ahead of schedule: wait, and time from the actual start, since tokio's timer
-            // wakes up to a millisecond late and that is not the server's doing.
-            tokio::time::sleep_until(due.into()).await;
+            // Ahead of schedule: wait, and time from the actual start, since waking is never
+            // exact (tokio's timer alone is up to a millisecond late) and that is not the
+            // server's doing.
+            let paced = match &pacer {
+                Some(pacer) => pacer.wait_until(due).await.is_ok(),
+                None => false,
+            };
+            if !paced {
+                tokio::time::sleep_until(due.into()).await;
+            }
             Instant::now()
         } else {
             // Behind schedule (or closed loop): time from when the operation was due, so a
