@@ -7,8 +7,10 @@
 # Results: RESULTS_DIR/rotation-{keepalive,full}.{json,txt} (RESULTS_DIR defaults to
 # RUN_DIR/results); then BENCHMARKS.md is regenerated.
 #
-# Environment: ROTATION_LENGTH=80 (seconds in all), ROTATION_STEADY=20 (seconds before the
+# Environment: ROTATION_LENGTH=120 (seconds in all), ROTATION_STEADY=60 (seconds before the
 # first rotation), RUN_DIR=target/peers, SKIP_BUILD=1 (when run.sh already built).
+# The steady and the rotating periods are equally long, so their p99s rest on as many
+# requests and are as exposed to the machine's own hiccups.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -17,8 +19,8 @@ PEERS="$ROOT/bench/peers"
 RUN="${RUN_DIR:-$ROOT/target/peers}"
 RESULTS="${RESULTS_DIR:-$RUN/results}"
 BIN="$ROOT/target/release"
-LENGTH="${ROTATION_LENGTH:-80}"
-STEADY="${ROTATION_STEADY:-20}"
+LENGTH="${ROTATION_LENGTH:-120}"
+STEADY="${ROTATION_STEADY:-60}"
 SUT_CPU=0
 LOAD_CPU=1
 UPSTREAM_PORT=24081

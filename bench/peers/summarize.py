@@ -290,6 +290,8 @@ def rotation_section(rounds):
                             f"{impact[key]:.2f}"]
                 else:
                     row += ["–", "–"]
+            steal = (report.get("usage") or {}).get("machine_steal_percent")
+            row.append("–" if steal is None else f"{steal:.1f}")
             rows.append(row)
     lines += [
         "Two comparisons of p99 latency. *Before / during*: the steady period before the "
@@ -300,10 +302,13 @@ def rotation_section(rounds):
         "those that finished in the other buckets of the same period. The handshake client "
         "injects nothing itself and places the rotations on the schedule the other client "
         "follows (every second from the end of the steady period), which its clock may "
-        "miss by the few milliseconds between the two clients' starts.",
+        "miss by the few milliseconds between the two clients' starts. Steal is the share "
+        "of the machine's CPU time the hypervisor took during the run: a few percent, "
+        "unevenly spread, is enough to move a p99 taken over a whole period.",
         "",
         table(rows, ["run", "client", "succeeded", "failed", "distinct serials seen",
-                     "p99 before / during µs", "ratio", "p99 away / near µs", "ratio"]),
+                     "p99 before / during µs", "ratio", "p99 away / near µs", "ratio",
+                     "steal %"]),
         "",
     ]
     for name, index in [("keep-alive requests", 0), ("full handshakes", 1)]:
@@ -552,9 +557,10 @@ def main():
         "",
         "Modes used: `full` and `resumed` (c=16), `resumed --tls 1.2 --tls12-resume "
         "session-id`, `keepalive` closed loop (c=32) for requests/s, `keepalive --rate 2000 "
-        "-c 4` open loop for latency (an operation the client starts late is timed from "
-        "when it was due, so queueing is not hidden), `bulk` 64 MiB transfers each way "
-        "(c=1), `idle` (connections held, RSS before and with all held, from `/proc/PID/status`).",
+        "-c 4` open loop for latency (each slot starts on a `timerfd`; an operation the "
+        "client starts late is timed from when it was due, so queueing is not hidden), "
+        "`bulk` 64 MiB transfers each way (c=1; the upstream sends with `sendfile` and "
+        "drops uploads with `recv(MSG_TRUNC)`), `idle` (connections held, RSS before and with all held, from `/proc/PID/status`).",
         "",
         "## Machine",
         "",
