@@ -84,10 +84,13 @@ impl ServedStream for TcpStream {
     async fn discard(&mut self, reader: &mut MessageReader, size: u64) -> io::Result<()> {
         let stream = &*self;
         let mut remaining = size - reader.consume_buffered(size);
+        if remaining == 0 {
+            return Ok(());
+        }
         // Never written to: with MSG_TRUNC the kernel drops the bytes instead of copying them.
-        let mut scratch = vec![0u8; DISCARD_CHUNK];
+        let mut scratch = vec![0u8; remaining.min(DISCARD_CHUNK as u64) as usize];
         while remaining > 0 {
-            let want = remaining.min(DISCARD_CHUNK as u64) as usize;
+            let want = remaining.min(scratch.len() as u64) as usize;
             stream.readable().await?;
             let dropped = stream.try_io(Interest::READABLE, || {
                 rustix::net::recv(stream, &mut scratch[..want], RecvFlags::TRUNC)

@@ -7,7 +7,7 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec};
 use tokio::io::unix::AsyncFd;
@@ -39,9 +39,11 @@ impl Pacer {
         else {
             return Ok(());
         };
-        let zero = Timespec::try_from(Duration::ZERO).map_err(io::Error::other)?;
         let spec = Itimerspec {
-            it_interval: zero,
+            it_interval: Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
             it_value: Timespec::try_from(delay).map_err(io::Error::other)?,
         };
         rustix::time::timerfd_settime(&self.timer, TimerfdTimerFlags::empty(), &spec)?;
@@ -59,6 +61,8 @@ impl Pacer {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]

@@ -181,14 +181,13 @@ impl SerialCache {
 /// one; returns the connection it holds at the end (persistent modes).
 pub(crate) async fn worker(shared: Arc<Shared>, mut conn: Option<Conn>) -> Option<Conn> {
     let mut serials = SerialCache::default();
-    let pacer = match shared.options.rate {
-        Some(_) => Pacer::new()
+    let pacer = shared.options.rate.and_then(|_| {
+        Pacer::new()
             .inspect_err(
                 |err| tracing::warn!(error = %err, "no timerfd; pacing with tokio's timer"),
             )
-            .ok(),
-        None => None,
-    };
+            .ok()
+    });
     while let Some(due) = shared.take() {
         let start = if Instant::now() < due {
             // Ahead of schedule: wait, and time from the actual start, since waking is never
