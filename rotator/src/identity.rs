@@ -140,6 +140,13 @@ impl Identity {
     pub fn same_as(&self, other: &Identity) -> bool {
         self.chain() == other.chain() && self.trust == other.trust
     }
+
+    /// True when `issued` is exactly this identity's material: chain, key and trust bundle.
+    pub fn holds(&self, issued: &Issued) -> bool {
+        self.chain() == issued.chain.as_slice()
+            && self.key == issued.key
+            && self.trust == issued.trust
+    }
 }
 
 impl fmt::Debug for Identity {

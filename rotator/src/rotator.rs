@@ -300,9 +300,15 @@ impl<S: CertificateSource> Rotator<S> {
                     detail: err.to_string(),
                 }
             }
-            Ok(issued) => match self.validator.check(issued, SystemTime::now()) {
-                Err(err) => self.refused(err),
-                Ok(identity) => self.publish(identity).await,
+            Ok(issued) => match self.already_serving(&issued) {
+                Some(serial) => {
+                    debug!(source = kind, serial = %serial, "certificate unchanged");
+                    Outcome::Unchanged { serial }
+                }
+                None => match self.validator.check(issued, SystemTime::now()) {
+                    Err(err) => self.refused(err),
+                    Ok(identity) => self.publish(identity).await,
+                },
             },
         };
 
@@ -311,6 +317,18 @@ impl<S: CertificateSource> Rotator<S> {
         .increment(1);
         self.record(&outcome);
         outcome
+    }
+
+    /// The serial being served when `issued` is exactly its material and has not expired.
+    ///
+    /// Sources that poll (files) hand back the same bytes most of the time; checking them
+    /// again (parsing, a signature to match the key, path validation) would only repeat the
+    /// verdict given when they were published. An expired leaf goes through the checks again,
+    /// so the status says why nothing newer is served.
+    fn already_serving(&self, issued: &Issued) -> Option<String> {
+        let current = self.store.load()?;
+        let unexpired = current.leaf.not_after > unix_seconds(SystemTime::now());
+        (unexpired && current.holds(issued)).then(|| current.leaf.serial.clone())
     }
 
     fn refused(&self, err: ValidationError) -> Outcome {
@@ -480,6 +498,42 @@ mod tests {
         }
     }
 
+    /// A source that hands back the same material on every attempt, as a polled file does.
+    struct Fixed(Issued);
+
+    impl CertificateSource for Fixed {
+        fn describe(&self) -> String {
+            "fixed".into()
+        }
+
+        fn kind(&self) -> &'static str {
+            "fixed"
+        }
+
+        fn refresh(&self) -> Refresh {
+            Refresh::Poll(Duration::from_secs(3600))
+        }
+
+        async fn obtain(&mut self) -> Result<Issued, SourceError> {
+            Ok(self.0.clone_material())
+        }
+    }
+
+    fn issued_from(ca: &DevCa, not_before: SystemTime, not_after: SystemTime) -> Issued {
+        let spec = LeafSpec {
+            common_name: "web".into(),
+            ..Default::default()
+        };
+        let leaf = ca
+            .issue_between(&spec, not_before.into(), not_after.into())
+            .expect("leaf");
+        Issued {
+            chain: leaf.chain,
+            key: leaf.key,
+            trust: vec![ca.certificate().clone()],
+        }
+    }
+
     fn scripted(failing: bool) -> (Scripted, Arc<std::sync::atomic::AtomicBool>) {
         let ca = Arc::new(DevCa::new("rotator test CA", Duration::from_secs(3600)).expect("CA"));
         let flag = Arc::new(std::sync::atomic::AtomicBool::new(failing));
@@ -540,5 +594,62 @@ mod tests {
         assert_eq!(identity.trust.len(), 2);
         assert_eq!(identity.leaf.serial, serial);
         assert_eq!(store.generation(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_same_material_again_is_unchanged_and_a_new_key_alone_is_refused() {
+        let ca = DevCa::new("rotator test CA", Duration::from_secs(3600)).expect("CA");
+        let now = SystemTime::now();
+        let issued = issued_from(
+            &ca,
+            now - Duration::from_secs(60),
+            now + Duration::from_secs(600),
+        );
+        let store = IdentityStore::new();
+        let (mut rotator, _) = Rotator::new(Fixed(issued), Validator::default(), store.clone());
+        assert!(matches!(rotator.attempt().await, Outcome::Published { .. }));
+        assert!(matches!(rotator.attempt().await, Outcome::Unchanged { .. }));
+        assert_eq!(store.generation(), 1);
+
+        // Same chain and bundle with another key: not the material being served, so it is
+        // checked, and refused.
+        let other = issued_from(
+            &ca,
+            now - Duration::from_secs(60),
+            now + Duration::from_secs(600),
+        );
+        rotator.source.0.key = other.key;
+        assert!(!store.load().expect("published").holds(&rotator.source.0));
+        let outcome = rotator.attempt().await;
+        assert!(
+            matches!(&outcome, Outcome::Refused { reason, .. } if reason == "key_mismatch"),
+            "{outcome:?}"
+        );
+        assert_eq!(store.generation(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_same_material_once_expired_is_checked_again_and_refused() {
+        let ca = DevCa::new("rotator test CA", Duration::from_secs(3600)).expect("CA");
+        let now = SystemTime::now();
+        let issued = issued_from(
+            &ca,
+            now - Duration::from_secs(600),
+            now - Duration::from_secs(60),
+        );
+        let store = IdentityStore::new();
+        // Published while it was still valid, two minutes ago.
+        let identity = Validator::default()
+            .check(issued.clone_material(), now - Duration::from_secs(120))
+            .expect("valid two minutes ago");
+        store.publish(identity);
+
+        let (mut rotator, _) = Rotator::new(Fixed(issued), Validator::default(), store.clone());
+        let outcome = rotator.attempt().await;
+        assert!(
+            matches!(&outcome, Outcome::Refused { reason, .. } if reason == "expired"),
+            "{outcome:?}"
+        );
+        assert_eq!(store.generation(), 1);
     }
 }
