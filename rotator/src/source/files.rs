@@ -5,6 +5,8 @@
 //! `..data` directory flip of Kubernetes and Nomad templates) and rename-into-place writes,
 //! which event-based watches on the old inode miss. A half-written file does not parse or
 //! does not match its key, so it is refused and picked up on the next poll once complete.
+//! A poll that finds the material already being served costs three reads: the rotator does not
+//! check the same bytes again until the leaf expires.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
