@@ -15,6 +15,7 @@
 #   RUN_DIR=target/peers   scratch folder (certificates, configs, logs, JSON results)
 #   SKIP_INSTALL=1   do not apt-get/pip anything
 #   ROTATION=0       skip the long zero-downtime run (bench/peers/rotation.sh)
+#   PAIRS=5          Portcullis / bare handshake pairs after the rounds (bench/peers/pairs.sh)
 # Every load is bounded in time, and only 127.0.0.1 is used.
 set -euo pipefail
 
@@ -171,6 +172,8 @@ main() {
                 bash "$PEERS/rotation.sh"
         fi
     done
+    SKIP_BUILD=1 RUN_DIR="$RUN" PAIRS_DIR="$RUN/results/pairs" bash "$PEERS/pairs.sh" \
+        >/dev/null
     python3 "$PEERS/summarize.py" "$RUN/results" "$ROOT/bench/BENCHMARKS.md" \
         "$ROOT/bench/benchmarks.png" "$ROOT/target/criterion"
     log "wrote bench/BENCHMARKS.md and bench/benchmarks.png"

@@ -2,6 +2,7 @@
 """Turns the JSON results of bench/peers/run.sh into bench/BENCHMARKS.md and a plot.
 
 Usage: summarize.py RESULTS_DIR BENCHMARKS_MD PLOT_PNG [CRITERION_DIR]
+       summarize.py --pairs PAIRS_DIR     (prints the paired handshake section of pairs.sh)
 
 Every figure comes from the JSON reports of portcullis-load in RESULTS_DIR; nothing here is a
 measurement. Qualitative explanations live in bench/peers/notes.md and are appended verbatim.
@@ -153,7 +154,65 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
-def targets(m):
+def pairs_of(folder):
+    """Portcullis / bare CPU per full handshake from bench/peers/pairs.sh, one entry per pair
+    and load ("flat" or "rate"), or None when the folder holds no pairs."""
+    if not folder or not os.path.isdir(folder):
+        return None
+    found = {"flat": [], "rate": []}
+    pair = 1
+    while load(folder, f"{pair}-portcullis-flat"):
+        for kind in found:
+            p, b = load(folder, f"{pair}-portcullis-{kind}"), load(folder, f"{pair}-bare-{kind}")
+            if not (p and b):
+                continue
+            found[kind].append({
+                "portcullis": p["usage"]["server_cpu_per_op_us"],
+                "portcullis_sys": p["usage"]["server_system_cpu_per_op_us"],
+                "bare": b["usage"]["server_cpu_per_op_us"],
+                "bare_sys": b["usage"]["server_system_cpu_per_op_us"],
+                "rate": p.get("rate"),
+                "steal": max(p["usage"]["machine_steal_percent"],
+                             b["usage"]["machine_steal_percent"]),
+            })
+        pair += 1
+    return found if found["flat"] else None
+
+
+def pairs_section(found):
+    """Markdown for the paired handshake measurements of pairs.sh."""
+    if not found:
+        return []
+    rate = next((x["rate"] for x in found["rate"] if x["rate"]), None)
+    rows = []
+    for kind, label in (("flat", "flat out, c=16"), ("rate", f"{fmt(rate)} handshakes/s")):
+        for number, x in enumerate(found[kind], 1):
+            rows.append([str(number), label,
+                         f"{fmt(x['portcullis'])} ({fmt(x['portcullis_sys'])})",
+                         f"{fmt(x['bare'])} ({fmt(x['bare_sys'])})",
+                         f"{x['portcullis'] / x['bare']:.2f}×", f"{x['steal']:.1f}"])
+    header = ["pair", "load", "Portcullis CPU µs (kernel)", "bare CPU µs (kernel)",
+              "Portcullis / bare", "max steal %"]
+    return [
+        "## Full handshakes in alternating pairs (`bench/peers/pairs.sh`)",
+        "",
+        "Portcullis and the bare terminator measured one right after the other, a few "
+        "seconds apart, so that the ratio of their CPU per full handshake is taken between "
+        "neighbours in time; each twice, flat out as above and at a fixed rate neither "
+        "saturates (both then spend the same share of their time idle and waking up).",
+        "",
+        table(rows, header),
+        "",
+    ]
+
+
+def paired_ratio(found, kind):
+    if not found or not found[kind]:
+        return None
+    return median(x["portcullis"] / x["bare"] for x in found[kind])
+
+
+def targets(m, pairs=None):
     """The issue's targets for Portcullis, each with its measured margin."""
     p, h, b = m.get("portcullis"), m.get("haproxy"), m.get("bare")
     lines = []
@@ -165,6 +224,14 @@ def targets(m):
             f"- Full TLS 1.3 mTLS handshake server CPU ≤ 1/3 of haproxy and ≤ 1.25× bare: "
             f"{fmt(p['full_cpu'])} µs = {vs_h:.2f}× haproxy ({verdict(vs_h <= 1 / 3)}), "
             f"{vs_b:.2f}× bare ({verdict(vs_b <= 1.25)}).")
+        flat, fixed = paired_ratio(pairs, "flat"), paired_ratio(pairs, "rate")
+        if flat is not None:
+            lines.append(
+                f"  In alternating pairs (below), Portcullis / bare is {flat:.2f}× flat out "
+                f"({verdict(flat <= 1.25)})"
+                + (f" and {fixed:.2f}× at a fixed rate ({verdict(fixed <= 1.25)})"
+                   if fixed is not None else "")
+                + ": the round medians compare measurements minutes apart.")
         if vs_b > 1.25:
             lines.append(
                 f"  Kernel time per handshake: Portcullis {fmt(p['full_sys'])} µs, bare "
@@ -440,7 +507,11 @@ def plot(m, path):
 
 
 def main():
+    if sys.argv[1:2] == ["--pairs"]:
+        print("\n".join(pairs_section(pairs_of(sys.argv[2]))))
+        return
     results, out_md, out_png = sys.argv[1:4]
+    pairs = pairs_of(os.path.join(results, "pairs"))
     rounds = rounds_of(results)
     per_round = []
     for folder in rounds:
@@ -529,10 +600,11 @@ def main():
         "",
         "## Targets (Portcullis, as ratios within this run)",
         "",
-        *targets(m),
+        *targets(m, pairs),
         "",
     ]
     parts += rounds_section(per_round)
+    parts += pairs_section(pairs)
     parts += rotation_section(rounds)
     parts += criterion_section(sys.argv[4] if len(sys.argv) > 4 else None)
     if notes:
@@ -541,7 +613,7 @@ def main():
         "## How to reproduce",
         "",
         "```sh",
-        "bench/peers/run.sh                       # everything, 3 rounds, about 40 minutes",
+        "bench/peers/run.sh                       # everything, 3 rounds, about 45 minutes",
         "REPEAT=1 DURATION=5s IDLE_CONNS=1000 SERVERS='haproxy portcullis bare' \\",
         "    bench/peers/run.sh",
         "```",
