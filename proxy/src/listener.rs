@@ -122,7 +122,11 @@ impl Listener {
                 debug!(listener = %context.name, peer.addr = %peer, "over capacity, refused");
                 continue;
             };
-            let _ = stream.set_nodelay(true);
+            // Without TCP_NODELAY the connection still works, only with Nagle's delays.
+            if let Err(err) = stream.set_nodelay(true) {
+                debug!(listener = %context.name, peer.addr = %peer, error = %err,
+                    "cannot set TCP_NODELAY");
+            }
             let span = debug_span!("conn", listener = %context.name, peer.addr = %peer);
             let context = context.clone();
             tokio::spawn(
