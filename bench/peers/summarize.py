@@ -626,6 +626,7 @@ def main():
         "bench/peers/run.sh                       # everything, 3 rounds, about 45 minutes",
         "REPEAT=1 DURATION=5s IDLE_CONNS=1000 SERVERS='haproxy portcullis bare' \\",
         "    bench/peers/run.sh",
+        "bench/peers/pairs.sh                     # the handshake pairs alone, about 3 minutes",
         "```",
         "",
         "Each measurement is one `portcullis-load` command (see `target/peers/results/*.txt`"
