@@ -80,3 +80,13 @@ render() { # render TEMPLATE OUT PORT
         -e "s#@PROTOCOL@#tcp#g" "$1" >"$2"
 }
 
+portcullis_config() { # portcullis_config OUT PORT: serving files in RUN/portcullis, config OUT
+    mkdir -p "$RUN/portcullis"
+    cp "$RUN/certs/server.pem" "$RUN/certs/server.key" "$RUN/certs/ca.pem" "$RUN/portcullis/"
+    render "$PEERS/portcullis.toml.in" "$1" "$2"
+}
+
+start_bare() { # start_bare CPU PORT: the bare rustls terminator with the shared certificates
+    start bare "$1" "$BIN/bare-terminator" --listen "127.0.0.1:$2" \
+        --cert "$RUN/certs/server.pem" --key "$RUN/certs/server.key" --ca "$RUN/certs/ca.pem"
+}

@@ -54,9 +54,7 @@ measure_pair() { # measure_pair N: both servers, each flat out and at RATE
             start portcullis "$SUT_CPU" "$BIN/portcullis" run --config "$RUN/pairs.toml"
         else
             port=$BARE_PORT
-            start bare "$SUT_CPU" "$BIN/bare-terminator" --listen "127.0.0.1:$port" \
-                --cert "$RUN/certs/server.pem" --key "$RUN/certs/server.key" \
-                --ca "$RUN/certs/ca.pem"
+            start_bare "$SUT_CPU" "$port"
         fi
         pid=$LAST_PID
         wait_port "$port"
@@ -72,10 +70,9 @@ main() {
         cargo build --release -q -p portcullis-bench -p portcullis-proxy --bins
     fi
     rm -rf "$OUT"
-    mkdir -p "$OUT" "$RUN/portcullis"
+    mkdir -p "$OUT"
     [ -f "$RUN/certs/client.pem" ] || "$BIN/bench-certs" --out "$RUN/certs" >/dev/null
-    cp "$RUN/certs/server.pem" "$RUN/certs/server.key" "$RUN/certs/ca.pem" "$RUN/portcullis/"
-    render "$PEERS/portcullis.toml.in" "$RUN/pairs.toml" "$PORTCULLIS_PORT"
+    portcullis_config "$RUN/pairs.toml" "$PORTCULLIS_PORT"
 
     start upstream "$LOAD_CPU" "$BIN/bench-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" \
         --threads 1

@@ -8,6 +8,7 @@ Every figure comes from the JSON reports of portcullis-load in RESULTS_DIR; noth
 measurement. Qualitative explanations live in bench/peers/notes.md and are appended verbatim.
 """
 
+import itertools
 import json
 import os
 import sys
@@ -168,10 +169,12 @@ def pairs_of(folder):
     if not folder or not os.path.isdir(folder):
         return None
     found = {"flat": [], "rate": []}
-    pair = 1
-    while load(folder, f"{pair}-portcullis-flat"):
-        for kind in found:
-            p, b = load(folder, f"{pair}-portcullis-{kind}"), load(folder, f"{pair}-bare-{kind}")
+    for pair in itertools.count(1):
+        reports = {kind: (load(folder, f"{pair}-portcullis-{kind}"),
+                          load(folder, f"{pair}-bare-{kind}")) for kind in found}
+        if not reports["flat"][0]:
+            break
+        for kind, (p, b) in reports.items():
             if not (p and b):
                 continue
             found[kind].append({
@@ -183,7 +186,6 @@ def pairs_of(folder):
                 "steal": max(p["usage"]["machine_steal_percent"],
                              b["usage"]["machine_steal_percent"]),
             })
-        pair += 1
     return found if found["flat"] else None
 
 
@@ -262,8 +264,9 @@ def targets(m, pairs=None):
         best50 = min(x["added50"] for x in peers)
         best99 = min((x["added99"] for x in peers if x["added99"] is not None), default=None)
         a50, a99 = p["added50"], p["added99"]
-        p99_met = a99 is not None and best99 is not None and a99 <= best99
-        p99_verdict = verdict(p99_met) if a99 is not None and best99 is not None else "–"
+        p99_known = a99 is not None and best99 is not None
+        p99_met = p99_known and a99 <= best99
+        p99_verdict = verdict(p99_met) if p99_known else "–"
         lines.append(
             f"- Keep-alive added latency no worse than the best peer: Portcullis adds "
             f"{fmt(a50)} µs at p50 and {fmt(a99)} µs at p99; the best peer adds {fmt(best50)} "
