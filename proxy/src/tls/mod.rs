@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::sign::SingleCertAndKey;
@@ -125,15 +126,17 @@ pub struct TlsState {
     /// Shared by every generation so TLS 1.2 session IDs stay valid across rotations.
     sessions: Arc<dyn StoresServerSessions>,
     /// Shared by the generations of one trust bundle, so a rotation that keeps the bundle
-    /// does not send every returning client through chain verification again.
-    chains: Mutex<Option<TrustedChains>>,
+    /// neither rebuilds the root store nor sends every returning client through chain
+    /// verification again.
+    chains: Mutex<Option<Arc<TrustedChains>>>,
 }
 
-/// The verified-chain cache of one trust bundle.
+/// What one trust bundle gives the verifiers: its WebPKI verifier and the chains it passed.
 #[derive(Debug)]
 struct TrustedChains {
     trust: Vec<CertificateDer<'static>>,
-    cache: Arc<ChainCache>,
+    webpki: Arc<dyn ClientCertVerifier>,
+    verified: Arc<ChainCache>,
 }
 
 impl TlsState {
@@ -190,25 +193,14 @@ impl TlsState {
     }
 
     fn build(&self, identity: Arc<Identity>) -> Result<TlsConfigs, rustls::Error> {
-        let mut roots = RootCertStore::empty();
-        for cert in &identity.trust {
-            roots.add(cert.clone())?;
-        }
-        let chain = WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            self.settings.provider.clone(),
-        )
-        .build()
-        .map_err(|err| rustls::Error::General(err.to_string()))?;
-
-        let verified = self.chain_cache_for(&identity.trust);
+        let chains = self.trusted_chains(&identity.trust)?;
         let verifier = |strict| {
             Arc::new(ClientVerifier::new(
-                chain.clone(),
+                chains.webpki.clone(),
                 self.allow.clone(),
                 self.settings.provider.clone(),
                 strict,
-                verified.clone(),
+                chains.verified.clone(),
             ))
         };
         let strict = verifier(true);
@@ -217,30 +209,52 @@ impl TlsState {
         let config = |verifier: Arc<ClientVerifier>, protocol| {
             self.server_config(&identity, verifier, protocol)
         };
-        Ok(TlsConfigs {
+        let configs = TlsConfigs {
             strict_tcp: config(strict.clone(), Protocol::Tcp)?,
             strict_http: config(strict.clone(), Protocol::Http)?,
             permissive_tcp: config(permissive.clone(), Protocol::Tcp)?,
             permissive_http: config(permissive, Protocol::Http)?,
             verifier: strict,
             identity,
-        })
+        };
+
+        *self.chains.lock().unwrap_or_else(PoisonError::into_inner) = Some(chains);
+        Ok(configs)
     }
 
-    /// The cache of the generation before when it trusted the same CAs, else a new one. A
-    /// verdict depends only on the chain, the trust bundle and the time (each entry expires
-    /// with its chain); the allow-list is applied on every connection, outside the cache.
-    fn chain_cache_for(&self, trust: &[CertificateDer<'static>]) -> Arc<ChainCache> {
-        let mut chains = self.chains.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(kept) = chains.as_ref().filter(|kept| kept.trust == trust) {
-            return kept.cache.clone();
+    /// The chain verifier and verdicts of the generation before when it trusted the same CAs,
+    /// else new ones over `trust`. A verdict depends only on the chain, the trust bundle and
+    /// the time (each entry expires with its chain); the allow-list is applied on every
+    /// connection, outside the cache. [`Self::build`] keeps the result only once the whole
+    /// generation has built, so a bundle that fails leaves the verdicts in force alone.
+    fn trusted_chains(
+        &self,
+        trust: &[CertificateDer<'static>],
+    ) -> Result<Arc<TrustedChains>, rustls::Error> {
+        let kept = self
+            .chains
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(kept) = kept.filter(|kept| kept.trust == trust) {
+            return Ok(kept);
         }
-        let cache = Arc::new(ChainCache::default());
-        *chains = Some(TrustedChains {
+
+        let mut roots = RootCertStore::empty();
+        for cert in trust {
+            roots.add(cert.clone())?;
+        }
+        let webpki = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.settings.provider.clone(),
+        )
+        .build()
+        .map_err(|err| rustls::Error::General(err.to_string()))?;
+        Ok(Arc::new(TrustedChains {
             trust: trust.to_vec(),
-            cache: cache.clone(),
-        });
-        cache
+            webpki,
+            verified: Arc::new(ChainCache::default()),
+        }))
     }
 
     fn server_config(
@@ -332,6 +346,10 @@ mod tests {
             .clone()
     }
 
+    fn webpki_of(state: &TlsState) -> Arc<dyn ClientCertVerifier> {
+        state.load().expect("installed").verifier.webpki().clone()
+    }
+
     fn check(state: &TlsState, chain: &[CertificateDer<'static>]) -> ChainCheck {
         let configs = state.load().expect("installed");
         configs.verifier.check_chain(chain)
@@ -352,11 +370,14 @@ mod tests {
         let verdict = check(&state, &client);
         assert!(matches!(verdict, ChainCheck::Authorized(_)), "{verdict:?}");
         let first_cache = cache_of(&state);
+        let first_webpki = webpki_of(&state);
 
-        // Our certificate rotates, the bundle stays: the verdict is still there.
+        // Our certificate rotates, the bundle stays: the verdict is still there, and the root
+        // store is not built again.
         state.install(identity(&ca, &[&ca])).expect("install");
         let kept = cache_of(&state);
         assert!(Arc::ptr_eq(&first_cache, &kept));
+        assert!(Arc::ptr_eq(&first_webpki, &webpki_of(&state)));
         let remembered = kept.get(client_leaf, intermediates, 0);
         assert!(
             remembered.is_some(),
@@ -373,6 +394,7 @@ mod tests {
             .expect("install");
         let widened = cache_of(&state);
         assert!(!Arc::ptr_eq(&kept, &widened));
+        assert!(!Arc::ptr_eq(&first_webpki, &webpki_of(&state)));
         assert!(widened.get(client_leaf, intermediates, 0).is_none());
         let verdict = check(&state, &client);
         assert!(matches!(verdict, ChainCheck::Authorized(_)), "{verdict:?}");

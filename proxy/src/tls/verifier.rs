@@ -60,6 +60,12 @@ impl ClientVerifier {
         &self.verified
     }
 
+    /// The WebPKI verifier it defers to for chains it has not seen.
+    #[cfg(test)]
+    pub(super) fn webpki(&self) -> &Arc<dyn ClientCertVerifier> {
+        &self.chain
+    }
+
     /// The summary of the leaf when the chain verifies now (from the cache when it can).
     fn verify(
         &self,
