@@ -4,11 +4,15 @@
 # gains a second CA, and later it switches to strict. Two load clients run side by side:
 # keep-alive requests at a fixed rate (carrying the events) and new full handshakes at a
 # fixed rate. Portcullis is pinned to CPU 0, the clients and the upstream to CPU 1.
-# Results: RESULTS_DIR/rotation-{keepalive,full}.{json,txt} (RESULTS_DIR defaults to
+# A control pass follows: the same clients on the same schedule against a fresh Portcullis,
+# with nothing injected, so the steady and "rotating" periods differ only by what the
+# machine did meanwhile. Results: RESULTS_DIR/rotation-{keepalive,full}.{json,txt} and
+# RESULTS_DIR/rotation-control-{keepalive,full}.{json,txt} (RESULTS_DIR defaults to
 # RUN_DIR/results); then BENCHMARKS.md is regenerated.
 #
 # Environment: ROTATION_LENGTH=120 (seconds in all), ROTATION_STEADY=60 (seconds before the
-# first rotation), RUN_DIR=target/peers, SKIP_BUILD=1 (when run.sh already built).
+# first rotation), ROTATION_CONTROL=0 (skip the control pass), RUN_DIR=target/peers,
+# SKIP_BUILD=1 (when run.sh already built).
 # The steady and the rotating periods are equally long, so their p99s rest on as many
 # requests and are as exposed to the machine's own hiccups.
 set -euo pipefail
@@ -38,17 +42,30 @@ main() {
     mkdir -p "$RESULTS" "$RUN/rotation"
     [ -f "$RUN/certs/rotation/63/cert.pem" ] \
         || "$BIN/bench-certs" --out "$RUN/certs" --rotation-pairs 64 >/dev/null
-    local serving="$RUN/rotation"
+
+    start rotation-upstream "$LOAD_CPU" "$BIN/bench-upstream" \
+        --listen "127.0.0.1:$UPSTREAM_PORT" --threads 1
+    local upstream=$LAST_PID
+    wait_port "$UPSTREAM_PORT"
+    pass rotation inject
+    [ "${ROTATION_CONTROL:-1}" = 1 ] && pass rotation-control none
+    stop "$upstream"
+
+    if [ "${SKIP_SUMMARY:-}" != 1 ] && [ -f "$RUN/results/machine.txt" ]; then
+        python3 "$PEERS/summarize.py" "$RUN/results" "$ROOT/bench/BENCHMARKS.md" \
+            "$ROOT/bench/benchmarks.png" "$ROOT/target/criterion"
+        log "regenerated bench/BENCHMARKS.md"
+    fi
+}
+
+pass() { # pass NAME inject|none: one run of both clients against a freshly started Portcullis
+    local name="$1" inject="$2" serving="$RUN/rotation"
     cp "$RUN/certs/server.pem" "$RUN/certs/server.key" "$RUN/certs/ca.pem" "$serving/"
     sed -e "s#@RUN@/portcullis#$serving#g" -e "s#@PORT@#$PORT#g" \
         -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" -e "s#@ADMIN_PORT@#$ADMIN_PORT#g" \
         -e "s#@PROTOCOL@#tcp#g" -e 's#^mode = "strict"#mode = "permissive"#' \
         "$PEERS/portcullis.toml.in" >"$RUN/rotation.toml"
-
-    start rotation-upstream "$LOAD_CPU" "$BIN/bench-upstream" \
-        --listen "127.0.0.1:$UPSTREAM_PORT" --threads 1
-    wait_port "$UPSTREAM_PORT"
-    start rotation-portcullis "$SUT_CPU" "$BIN/portcullis" run --config "$RUN/rotation.toml"
+    start "$name-portcullis" "$SUT_CPU" "$BIN/portcullis" run --config "$RUN/rotation.toml"
     local pid=$LAST_PID
     wait_port "$PORT"
     sleep 0.5
@@ -59,32 +76,30 @@ main() {
     local common=(--target "127.0.0.1:$PORT" --ca "$RUN/certs/ca.pem"
         --cert "$RUN/certs/client.pem" --key "$RUN/certs/client.key"
         --group X25519 --tls 1.3 -d "${LENGTH}s" --timeout 10s --warm-up 2s --bucket 250ms)
-    log "rotation: ${LENGTH}s, steady for ${STEADY}s, then a rotation every second"
+    local events=(--steady-until "${STEADY}s" --events-every 1s)
+    if [ "$inject" = inject ]; then
+        log "rotation: ${LENGTH}s, steady for ${STEADY}s, then a rotation every second"
+        events=(--admin "127.0.0.1:$ADMIN_PORT"
+            --rotate-after "${STEADY}s" --rotate-every 1s
+            --rotate-cert-to "$serving/server.pem" --rotate-key-to "$serving/server.key"
+            --rotate-from "$(IFS=,; echo "${pairs[*]}")"
+            --replace-file "${trust_at}s:$RUN/certs/bundle.pem:$serving/ca.pem"
+            --mode-switch "${strict_at}s:strict")
+    else
+        log "control: ${LENGTH}s on the same schedule, nothing injected"
+    fi
     taskset -c "$LOAD_CPU" "$BIN/portcullis-load" "${common[@]}" --mode keepalive -c 16 \
-        --rate 1000 --server-pid "$pid" --admin "127.0.0.1:$ADMIN_PORT" \
-        --rotate-after "${STEADY}s" --rotate-every 1s \
-        --rotate-cert-to "$serving/server.pem" --rotate-key-to "$serving/server.key" \
-        --rotate-from "$(IFS=,; echo "${pairs[*]}")" \
-        --replace-file "${trust_at}s:$RUN/certs/bundle.pem:$serving/ca.pem" \
-        --mode-switch "${strict_at}s:strict" \
-        --json-out "$RESULTS/rotation-keepalive.json" \
-        >"$RESULTS/rotation-keepalive.txt" 2>&1 &
+        --rate 1000 --server-pid "$pid" "${events[@]}" \
+        --json-out "$RESULTS/$name-keepalive.json" >"$RESULTS/$name-keepalive.txt" 2>&1 &
     local keepalive=$!
     taskset -c "$LOAD_CPU" "$BIN/portcullis-load" "${common[@]}" --mode full -c 8 \
         --rate 100 --steady-until "${STEADY}s" --events-every 1s \
-        --json-out "$RESULTS/rotation-full.json" \
-        >"$RESULTS/rotation-full.txt" 2>&1 &
+        --json-out "$RESULTS/$name-full.json" >"$RESULTS/$name-full.txt" 2>&1 &
     local full=$!
     wait "$keepalive" \
-        || log "keep-alive client failed: $(tail -1 "$RESULTS/rotation-keepalive.txt")"
-    wait "$full" || log "handshake client failed: $(tail -1 "$RESULTS/rotation-full.txt")"
+        || log "$name: keep-alive client failed: $(tail -1 "$RESULTS/$name-keepalive.txt")"
+    wait "$full" || log "$name: handshake client failed: $(tail -1 "$RESULTS/$name-full.txt")"
     stop "$pid"
-
-    if [ "${SKIP_SUMMARY:-}" != 1 ] && [ -f "$RUN/results/machine.txt" ]; then
-        python3 "$PEERS/summarize.py" "$RUN/results" "$ROOT/bench/BENCHMARKS.md" \
-            "$ROOT/bench/benchmarks.png" "$ROOT/target/criterion"
-        log "regenerated bench/BENCHMARKS.md"
-    fi
 }
 
 main "$@"
