@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Helpers shared by bench/peers/run.sh and bench/peers/rotation.sh: installing the peers,
-# starting pinned processes (stopped by their own pid only), waiting for ports, rendering the
-# configuration templates. Sourced, not run.
+# Helpers shared by the scripts in bench/peers: installing the peers, starting pinned
+# processes (stopped by their own pid only), waiting for ports, rendering the configuration
+# templates, starting each server under test. Sourced, not run.
 
 log() { echo "bench/peers: $*" >&2; }
 
@@ -89,4 +89,40 @@ portcullis_config() { # portcullis_config OUT PORT: serving files in RUN/portcul
 start_bare() { # start_bare CPU PORT: the bare rustls terminator with the shared certificates
     start bare "$1" "$BIN/bare-terminator" --listen "127.0.0.1:$2" \
         --cert "$RUN/certs/server.pem" --key "$RUN/certs/server.key" --ca "$RUN/certs/ca.pem"
+}
+
+# Every server the scripts can start, in a fixed order that gives each its own port.
+ALL_SERVERS=(haproxy stunnel hitch nginx portcullis bare)
+
+server_port() { # server_port NAME BASE: the port NAME listens on, BASE plus its place above
+    local index
+    for index in "${!ALL_SERVERS[@]}"; do
+        [ "${ALL_SERVERS[$index]}" = "$1" ] && { echo $(($2 + index)); return 0; }
+    done
+    log "unknown server $1"
+    return 1
+}
+
+start_server() { # start_server NAME PORT: one server under test on SUT_CPU; pid in LAST_PID
+    local name="$1" port="$2"
+    case "$name" in
+        haproxy)
+            render "$PEERS/haproxy.cfg.in" "$RUN/haproxy.cfg" "$port"
+            start haproxy "$SUT_CPU" haproxy -db -f "$RUN/haproxy.cfg" ;;
+        stunnel)
+            render "$PEERS/stunnel.conf.in" "$RUN/stunnel.conf" "$port"
+            start stunnel "$SUT_CPU" stunnel4 "$RUN/stunnel.conf" ;;
+        hitch)
+            render "$PEERS/hitch.conf.in" "$RUN/hitch.conf" "$port"
+            start hitch "$SUT_CPU" hitch --config="$RUN/hitch.conf" ;;
+        nginx)
+            render "$PEERS/nginx.conf.in" "$RUN/nginx.conf" "$port"
+            start nginx "$SUT_CPU" nginx -c "$RUN/nginx.conf" -e "$RUN/nginx-error.log" ;;
+        portcullis)
+            portcullis_config "$RUN/portcullis.toml" "$port"
+            start portcullis "$SUT_CPU" "$BIN/portcullis" run --config "$RUN/portcullis.toml" ;;
+        bare)
+            start_bare "$SUT_CPU" "$port" ;;
+        *) log "unknown server $name"; return 1 ;;
+    esac
 }

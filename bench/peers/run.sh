@@ -16,6 +16,8 @@
 #   SKIP_INSTALL=1   do not apt-get/pip anything
 #   ROTATION=0       skip the long zero-downtime run (bench/peers/rotation.sh)
 #   PAIRS=5          Portcullis / bare handshake pairs after the rounds (bench/peers/pairs.sh)
+#   LATENCY_ROUNDS=5 alternating added-latency rounds after those (bench/peers/latency.sh;
+#                    0 skips them)
 # Every load is bounded in time, and only 127.0.0.1 is used.
 set -euo pipefail
 
@@ -74,32 +76,8 @@ measure() { # measure SERVER PORT PIDS
 
 run_server() { # run_server NAME: start it pinned to the SUT CPU, measure, stop
     local name="$1" port pid
-    case "$name" in
-        haproxy)
-            port=24443
-            render "$PEERS/haproxy.cfg.in" "$RUN/haproxy.cfg" "$port"
-            start haproxy "$SUT_CPU" haproxy -db -f "$RUN/haproxy.cfg" ;;
-        stunnel)
-            port=24444
-            render "$PEERS/stunnel.conf.in" "$RUN/stunnel.conf" "$port"
-            start stunnel "$SUT_CPU" stunnel4 "$RUN/stunnel.conf" ;;
-        hitch)
-            port=24445
-            render "$PEERS/hitch.conf.in" "$RUN/hitch.conf" "$port"
-            start hitch "$SUT_CPU" hitch --config="$RUN/hitch.conf" ;;
-        nginx)
-            port=24446
-            render "$PEERS/nginx.conf.in" "$RUN/nginx.conf" "$port"
-            start nginx "$SUT_CPU" nginx -c "$RUN/nginx.conf" -e "$RUN/nginx-error.log" ;;
-        portcullis)
-            port=24447
-            portcullis_config "$RUN/portcullis.toml" "$port"
-            start portcullis "$SUT_CPU" "$BIN/portcullis" run --config "$RUN/portcullis.toml" ;;
-        bare)
-            port=24448
-            start_bare "$SUT_CPU" "$port" ;;
-        *) log "unknown server $name"; return 1 ;;
-    esac
+    port=$(server_port "$name" 24443)
+    start_server "$name" "$port" || return 1
     pid=$LAST_PID
     log "$name (pid $pid) on CPU $SUT_CPU, port $port"
     if ! wait_port "$port"; then
@@ -170,6 +148,11 @@ main() {
     # A failed pairs stage must not cost the rounds their summary.
     SKIP_BUILD=1 RUN_DIR="$RUN" PAIRS_DIR="$RUN/results/pairs" bash "$PEERS/pairs.sh" \
         >/dev/null || log "the handshake pairs failed; BENCHMARKS.md goes without them"
+    if [ "${LATENCY_ROUNDS:-5}" != 0 ]; then
+        SKIP_BUILD=1 SKIP_INSTALL=1 RUN_DIR="$RUN" LATENCY_DIR="$RUN/results/latency" \
+            bash "$PEERS/latency.sh" >/dev/null \
+            || log "the latency rounds failed; BENCHMARKS.md goes without them"
+    fi
     python3 "$PEERS/summarize.py" "$RUN/results" "$ROOT/bench/BENCHMARKS.md" \
         "$ROOT/bench/benchmarks.png" "$ROOT/target/criterion"
     log "wrote bench/BENCHMARKS.md and bench/benchmarks.png"

@@ -3,42 +3,19 @@
 
 Usage: summarize.py RESULTS_DIR BENCHMARKS_MD PLOT_PNG [CRITERION_DIR]
        summarize.py --pairs PAIRS_DIR     (prints the paired handshake section of pairs.sh)
+       summarize.py --latency LATENCY_DIR (prints the latency rounds of latency.sh)
 
 Every figure comes from the JSON reports of portcullis-load in RESULTS_DIR; nothing here is a
 measurement. Qualitative explanations live in bench/peers/notes.md and are appended verbatim.
 """
 
-import itertools
 import json
 import os
 import sys
 
-SERVERS = ["haproxy", "stunnel", "hitch", "nginx", "portcullis", "bare"]
-PEERS = ["haproxy", "stunnel", "hitch", "nginx"]
-LABELS = {
-    "haproxy": "haproxy",
-    "stunnel": "stunnel4",
-    "hitch": "hitch",
-    "nginx": "nginx stream",
-    "portcullis": "Portcullis",
-    "bare": "bare rustls",
-}
-
-
-def load(results, name):
-    path = os.path.join(results, name + ".json")
-    if not os.path.exists(path):
-        return None
-    with open(path) as handle:
-        return json.load(handle)
-
-
-def added(through_server, direct):
-    """Latency a server adds over the direct baseline, or None when there is no baseline or
-    the baseline was slower than the server (a disturbed baseline, not a negative cost)."""
-    if through_server is None or not direct or through_server < direct:
-        return None
-    return through_server - direct
+from figures import LABELS, PEERS, SERVERS, added, fmt, load, median, ratio, table, verdict
+from paired import latency_rounds_of, latency_section, latency_verdicts
+from paired import paired_ratio, pairs_of, pairs_section
 
 
 def metrics(results, server, direct=None):
@@ -120,14 +97,6 @@ def rounds_of(results):
     return [os.path.join(results, entry) for entry in rounds] or [results]
 
 
-def median(values):
-    values = sorted(value for value in values if value is not None)
-    if not values:
-        return None
-    middle = len(values) // 2
-    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
-
-
 def combine(per_round):
     """Per server, the median of each figure over the rounds; failures are summed."""
     combined = {}
@@ -141,88 +110,7 @@ def combine(per_round):
     return combined
 
 
-def fmt(value, digits=0):
-    if value is None:
-        return "–"
-    return f"{value:,.{digits}f}"
-
-
-def ratio(value, base):
-    if value is None or base in (None, 0):
-        return "–"
-    return f"{value / base:.2f}×"
-
-
-def table(rows, header):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def verdict(ok):
-    return "met" if ok else "**missed**"
-
-
-def pairs_of(folder):
-    """Portcullis / bare CPU per full handshake from bench/peers/pairs.sh, one entry per pair
-    and load ("flat" or "rate"), or None when the folder holds no pairs."""
-    if not folder or not os.path.isdir(folder):
-        return None
-    found = {"flat": [], "rate": []}
-    for pair in itertools.count(1):
-        reports = {kind: (load(folder, f"{pair}-portcullis-{kind}"),
-                          load(folder, f"{pair}-bare-{kind}")) for kind in found}
-        if not reports["flat"][0]:
-            break
-        for kind, (p, b) in reports.items():
-            if not (p and b):
-                continue
-            found[kind].append({
-                "portcullis": p["usage"]["server_cpu_per_op_us"],
-                "portcullis_sys": p["usage"]["server_system_cpu_per_op_us"],
-                "bare": b["usage"]["server_cpu_per_op_us"],
-                "bare_sys": b["usage"]["server_system_cpu_per_op_us"],
-                "rate": p.get("rate"),
-                "steal": max(p["usage"]["machine_steal_percent"],
-                             b["usage"]["machine_steal_percent"]),
-            })
-    return found if found["flat"] else None
-
-
-def pairs_section(found):
-    """Markdown for the paired handshake measurements of pairs.sh."""
-    if not found:
-        return []
-    rate = next((x["rate"] for x in found["rate"] if x["rate"]), None)
-    rows = []
-    for kind, label in (("flat", "flat out, c=16"), ("rate", f"{fmt(rate)} handshakes/s")):
-        for number, x in enumerate(found[kind], 1):
-            rows.append([str(number), label,
-                         f"{fmt(x['portcullis'])} ({fmt(x['portcullis_sys'])})",
-                         f"{fmt(x['bare'])} ({fmt(x['bare_sys'])})",
-                         f"{x['portcullis'] / x['bare']:.2f}×", f"{x['steal']:.1f}"])
-    header = ["pair", "load", "Portcullis CPU µs (kernel)", "bare CPU µs (kernel)",
-              "Portcullis / bare", "max steal %"]
-    return [
-        "## Full handshakes in alternating pairs (`bench/peers/pairs.sh`)",
-        "",
-        "Portcullis and the bare terminator measured one right after the other, a few "
-        "seconds apart, so that the ratio of their CPU per full handshake is taken between "
-        "neighbours in time; each twice, flat out as above and at a fixed rate neither "
-        "saturates (both then spend the same share of their time idle and waking up).",
-        "",
-        table(rows, header),
-        "",
-    ]
-
-
-def paired_ratio(found, kind):
-    if not found or not found[kind]:
-        return None
-    return median(x["portcullis"] / x["bare"] for x in found[kind])
-
-
-def targets(m, pairs=None):
+def targets(m, pairs=None, latency=None):
     """The issue's targets for Portcullis, each with its measured margin."""
     p, h, b = m.get("portcullis"), m.get("haproxy"), m.get("bare")
     lines = []
@@ -272,6 +160,10 @@ def targets(m, pairs=None):
             f"{fmt(a50)} µs at p50 and {fmt(a99)} µs at p99; the best peer adds {fmt(best50)} "
             f"µs and {fmt(best99)} µs ({verdict(a50 <= best50)} at p50, "
             f"{p99_verdict} at p99).")
+        paired = latency_verdicts(latency)
+        if paired:
+            lines.append("  In alternating rounds a few seconds apart (below), " + "; "
+                         .join(paired) + ".")
         if a50 > best50 or not p99_met:
             lines.append(
                 "  Compare with the round-by-round table: differences of tens of µs move "
@@ -549,8 +441,12 @@ def main():
     if sys.argv[1:2] == ["--pairs"]:
         print("\n".join(pairs_section(pairs_of(sys.argv[2]))))
         return
+    if sys.argv[1:2] == ["--latency"]:
+        print("\n".join(latency_section(latency_rounds_of(sys.argv[2]))))
+        return
     results, out_md, out_png = sys.argv[1:4]
     pairs = pairs_of(os.path.join(results, "pairs"))
+    latency = latency_rounds_of(os.path.join(results, "latency"))
     rounds = rounds_of(results)
     per_round = []
     for folder in rounds:
@@ -639,11 +535,12 @@ def main():
         "",
         "## Targets (Portcullis, as ratios within this run)",
         "",
-        *targets(m, pairs),
+        *targets(m, pairs, latency),
         "",
     ]
     parts += rounds_section(per_round)
     parts += pairs_section(pairs)
+    parts += latency_section(latency)
     parts += rotation_section(rounds)
     parts += criterion_section(sys.argv[4] if len(sys.argv) > 4 else None)
     if notes:
@@ -656,6 +553,7 @@ def main():
         "REPEAT=1 DURATION=5s IDLE_CONNS=1000 SERVERS='haproxy portcullis bare' \\",
         "    bench/peers/run.sh",
         "bench/peers/pairs.sh                     # the handshake pairs alone, about 3 minutes",
+        "bench/peers/latency.sh                   # the latency rounds alone, about 8 minutes",
         "```",
         "",
         "Each measurement is one `portcullis-load` command (see `target/peers/results/*.txt`"
