@@ -129,7 +129,7 @@ def latency_verdicts(rounds):
             f"{LABELS[found['best']]} within each round: median {signed(found['difference'])} "
             f"µs over {found['rounds']} round(s), range {signed(found['low'])} to "
             f"{signed(found['high'])} "
-            f"({verdict(found['difference'] <= 0)})")
+            f"({verdict(found['difference'] <= 0)} on that median difference)")
     return lines
 
 
