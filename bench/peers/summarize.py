@@ -225,7 +225,25 @@ def bulk_ceiling(m):
         "which needs at least its CPU per MiB against the bare terminator, and the upstream, "
         "which needs at least the least it took behind any proxy, and one core gives at most "
         f"1 s of CPU per second: {figures}; {verdict_line}. CPU 0 / CPU 1 were busy {busy} "
-        "with Portcullis."]
+        "with Portcullis."] + load_core_bound(p)
+
+
+def load_core_bound(p):
+    """How close Portcullis came to what CPU 1 allowed, at what the client and the upstream
+    actually spent behind it: the client pays more per MiB behind a proxy than from the bare
+    terminator, since it shares CPU 1 with the upstream's sends and wake-ups."""
+    parts = []
+    for direction in ("download", "upload"):
+        client, upstream = p[f"{direction}_client_mib"], p[f"{direction}_upstream_mib"]
+        if not (client and upstream is not None and p[direction]):
+            return []
+        top = 1e6 / (client + upstream)
+        parts.append(f"{direction}ing the client spent {fmt(client)} µs and the upstream "
+                     f"{fmt(upstream)} µs per MiB, which allows {fmt(top)} MiB/s, and "
+                     f"Portcullis moved {fmt(p[direction])} MiB/s ({p[direction] / top:.0%} "
+                     "of that)")
+    return ["  What CPU 1 allowed behind Portcullis, medians over the rounds: "
+            + "; ".join(parts) + "."]
 
 
 def rounds_section(per_round):
