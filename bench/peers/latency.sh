@@ -65,14 +65,7 @@ measure_round() { # measure_round N: every server once, the order shifted by N -
 
 main() {
     install_missing
-    if [ "${SKIP_BUILD:-}" != 1 ]; then
-        log "building (release)"
-        cargo build --release -q -p portcullis-bench -p portcullis-proxy --bins
-    fi
-    rm -rf "$OUT"
-    mkdir -p "$OUT"
-    [ -f "$RUN/certs/server-combined.pem" ] \
-        || "$BIN/bench-certs" --out "$RUN/certs" >/dev/null
+    prepare_stage
 
     start upstream "$LOAD_CPU" "$BIN/bench-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" \
         --threads 1

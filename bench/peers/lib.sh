@@ -91,6 +91,16 @@ start_bare() { # start_bare CPU PORT: the bare rustls terminator with the shared
         --cert "$RUN/certs/server.pem" --key "$RUN/certs/server.key" --ca "$RUN/certs/ca.pem"
 }
 
+prepare_stage() { # prepare_stage: build (unless SKIP_BUILD=1), empty OUT, make missing certs
+    if [ "${SKIP_BUILD:-}" != 1 ]; then
+        log "building (release)"
+        cargo build --release -q -p portcullis-bench -p portcullis-proxy --bins
+    fi
+    rm -rf "$OUT"
+    mkdir -p "$OUT"
+    [ -f "$RUN/certs/server-combined.pem" ] || "$BIN/bench-certs" --out "$RUN/certs" >/dev/null
+}
+
 # Every server the scripts can start, in a fixed order that gives each its own port.
 ALL_SERVERS=(haproxy stunnel hitch nginx portcullis bare)
 

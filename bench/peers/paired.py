@@ -172,3 +172,66 @@ def latency_section(rounds):
         *(f"- {line}." for line in latency_verdicts(rounds)),
         "",
     ]
+
+
+def unix_pairs_of(folder):
+    """Portcullis's CPU per full and resumed handshake with a TCP and with a Unix-socket
+    upstream, one entry per pair of bench/peers/unix.sh, or None when there are none."""
+    if not folder or not os.path.isdir(folder):
+        return None
+    found = []
+    for pair in itertools.count(1):
+        reports = {(upstream, mode): load(folder, f"{pair}-{upstream}-{mode}")
+                   for upstream in ("tcp", "unix") for mode in ("full", "resumed")}
+        if not any(reports.values()):
+            break
+        if not all(reports.values()):
+            continue
+        found.append({key: (report["usage"]["server_cpu_per_handshake_us"],
+                            report["usage"]["server_system_cpu_per_op_us"])
+                      for key, report in reports.items()})
+    return found or None
+
+
+def unix_section(pairs):
+    """Markdown for what a Unix-socket upstream saves, from unix.sh."""
+    if not pairs:
+        return []
+
+    def cpu(figures):
+        return f"{fmt(figures[0])} ({fmt(figures[1])})"
+
+    rows = []
+    for number, pair in enumerate(pairs, 1):
+        for upstream, label in (("tcp", "TCP"), ("unix", "Unix socket")):
+            full, resumed = pair[(upstream, "full")], pair[(upstream, "resumed")]
+            rows.append([str(number), label, cpu(full), cpu(resumed),
+                         f"{full[0] / resumed[0]:.2f}"])
+
+    def middle(upstream, mode):
+        return median(pair[(upstream, mode)][0] for pair in pairs)
+
+    ratios = {upstream: median(pair[(upstream, "full")][0] / pair[(upstream, "resumed")][0]
+                               for pair in pairs) for upstream in ("tcp", "unix")}
+    saved = {mode: median(pair[("tcp", mode)][0] - pair[("unix", mode)][0] for pair in pairs)
+             for mode in ("full", "resumed")}
+    return [
+        "## Upstream over a Unix socket (`bench/peers/unix.sh`)",
+        "",
+        "The same Portcullis forwarding to the same upstream program over loopback TCP or "
+        "over a Unix socket, in alternating pairs a few seconds apart; TLS 1.3 handshakes "
+        "with one request each, c=16, server CPU per handshake (kernel part in brackets). "
+        "Only Portcullis is measured: every server in the tables above uses the TCP "
+        "upstream.",
+        "",
+        table(rows, ["pair", "upstream", "full hs CPU µs", "resumed hs CPU µs",
+                     "full/resumed"]),
+        "",
+        f"- Medians over {len(pairs)} pair(s): full {fmt(middle('tcp', 'full'))} µs over TCP, "
+        f"{fmt(middle('unix', 'full'))} µs over the Unix socket (saving {fmt(saved['full'])} "
+        f"µs within each pair); resumed {fmt(middle('tcp', 'resumed'))} and "
+        f"{fmt(middle('unix', 'resumed'))} µs (saving {fmt(saved['resumed'])} µs); "
+        f"full/resumed {ratios['tcp']:.2f} over TCP and {ratios['unix']:.2f} over the Unix "
+        "socket.",
+        "",
+    ]

@@ -65,13 +65,7 @@ measure_pair() { # measure_pair N: both servers, each flat out and at RATE
 }
 
 main() {
-    if [ "${SKIP_BUILD:-}" != 1 ]; then
-        log "building (release)"
-        cargo build --release -q -p portcullis-bench -p portcullis-proxy --bins
-    fi
-    rm -rf "$OUT"
-    mkdir -p "$OUT"
-    [ -f "$RUN/certs/client.pem" ] || "$BIN/bench-certs" --out "$RUN/certs" >/dev/null
+    prepare_stage
     portcullis_config "$RUN/pairs.toml" "$PORTCULLIS_PORT"
 
     start upstream "$LOAD_CPU" "$BIN/bench-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" \

@@ -18,6 +18,8 @@
 #   PAIRS=5          Portcullis / bare handshake pairs after the rounds (bench/peers/pairs.sh)
 #   LATENCY_ROUNDS=5 alternating added-latency rounds after those (bench/peers/latency.sh;
 #                    0 skips them)
+#   UNIX_PAIRS=3     Portcullis with a TCP and with a Unix-socket upstream, in alternating
+#                    pairs (bench/peers/unix.sh; 0 skips them)
 # Every load is bounded in time, and only 127.0.0.1 is used.
 set -euo pipefail
 
@@ -152,6 +154,10 @@ main() {
         SKIP_BUILD=1 SKIP_INSTALL=1 RUN_DIR="$RUN" LATENCY_DIR="$RUN/results/latency" \
             bash "$PEERS/latency.sh" >/dev/null \
             || log "the latency rounds failed; BENCHMARKS.md goes without them"
+    fi
+    if [ "${UNIX_PAIRS:-3}" != 0 ]; then
+        SKIP_BUILD=1 RUN_DIR="$RUN" UNIX_DIR="$RUN/results/unix" bash "$PEERS/unix.sh" \
+            >/dev/null || log "the Unix-socket pairs failed; BENCHMARKS.md goes without them"
     fi
     python3 "$PEERS/summarize.py" "$RUN/results" "$ROOT/bench/BENCHMARKS.md" \
         "$ROOT/bench/benchmarks.png" "$ROOT/target/criterion"

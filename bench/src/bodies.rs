@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use rustix::fs::MemfdFlags;
 use rustix::net::RecvFlags;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream, Interest};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::server::TlsStream;
 
 use crate::http::{IO_CHUNK, MessageReader};
@@ -55,6 +55,10 @@ pub trait ServedStream: AsyncRead + AsyncWrite + Unpin + Send + Sized {
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> ServedStream for TlsStream<S> {}
 
 impl ServedStream for DuplexStream {}
+
+/// Through ordinary reads and writes: the Unix-socket upstream serves handshake runs, where
+/// bodies are a few bytes.
+impl ServedStream for UnixStream {}
 
 impl ServedStream for TcpStream {
     async fn write_zeroes(&mut self, size: u64) -> io::Result<()> {

@@ -1,14 +1,17 @@
 //! `bench-upstream`: the plaintext HTTP/1.1 upstream every proxy forwards to in the
-//! side-by-side runs (fixed keep-alive response, `GET /bytes/N`, uploads).
+//! side-by-side runs (fixed keep-alive response, `GET /bytes/N`, uploads), on TCP or on a
+//! Unix socket.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use portcullis_bench::bodies::ServedStream;
 use portcullis_bench::serve::{FixedResponse, serve_connection};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 
 /// Command-line options.
 #[derive(Debug, Parser)]
@@ -17,15 +20,33 @@ use tokio::net::TcpListener;
     about = "Fast HTTP/1.1 keep-alive upstream for benchmarks"
 )]
 struct Options {
-    /// Address to listen on (loopback).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    /// Address to listen on: `host:port` (loopback) or `unix:/path/to/socket`.
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+    listen: Listen,
     /// Size of the fixed response body.
     #[arg(long, default_value_t = 13)]
     body_size: usize,
     /// Runtime worker threads; the CPUs this process may use if unset.
     #[arg(long)]
     threads: Option<usize>,
+}
+
+/// Where the upstream listens.
+#[derive(Debug, Clone)]
+enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    match text.strip_prefix("unix:") {
+        Some("") => Err("\"unix:\" needs a socket path".into()),
+        Some(path) => Ok(Listen::Unix(path.into())),
+        None => text
+            .parse()
+            .map(Listen::Tcp)
+            .map_err(|err| format!("{text:?} is neither host:port nor unix:/path: {err}")),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,25 +70,67 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(options: Options) -> anyhow::Result<()> {
     let fixed = Arc::new(FixedResponse::new(options.body_size));
-    let listener = TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("binding {}", options.listen))?;
-    tracing::info!(listen = %options.listen, "upstream ready");
-    loop {
-        let (mut tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                tracing::warn!(error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+    match options.listen {
+        Listen::Tcp(address) => {
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding {address}"))?;
+            tracing::info!(listen = %address, "upstream ready");
+            loop {
+                if let Some((tcp, _)) = accepted(listener.accept().await).await {
+                    let _ = tcp.set_nodelay(true);
+                    spawn_connection(tcp, fixed.clone());
+                }
             }
+        }
+        Listen::Unix(path) => {
+            // A socket file left by an earlier run would make the bind fail.
+            let _ = std::fs::remove_file(&path);
+            let listener =
+                UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+            tracing::info!(listen = %path.display(), "upstream ready");
+            loop {
+                if let Some((unix, _)) = accepted(listener.accept().await).await {
+                    spawn_connection(unix, fixed.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The accepted connection, or None after logging a failed accept and pausing briefly (the
+/// usual cause is running out of file descriptors).
+async fn accepted<T>(result: std::io::Result<T>) -> Option<T> {
+    match result {
+        Ok(accepted) => Some(accepted),
+        Err(err) => {
+            tracing::warn!(error = %err, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
+fn spawn_connection<S: ServedStream + 'static>(mut stream: S, fixed: Arc<FixedResponse>) {
+    tokio::spawn(async move {
+        if let Err(err) = serve_connection(&mut stream, &fixed).await {
+            tracing::debug!(error = %err, "connection ended with an error");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listens_on_tcp_or_a_unix_socket() {
+        assert!(matches!(parse_listen("127.0.0.1:8080"), Ok(Listen::Tcp(_))));
+        let Ok(Listen::Unix(path)) = parse_listen("unix:/run/up.sock") else {
+            panic!("a unix: address is a Unix socket");
         };
-        let _ = tcp.set_nodelay(true);
-        let fixed = fixed.clone();
-        tokio::spawn(async move {
-            if let Err(err) = serve_connection(&mut tcp, &fixed).await {
-                tracing::debug!(peer.addr = %peer, error = %err, "connection ended with an error");
-            }
-        });
+        assert_eq!(path, std::path::Path::new("/run/up.sock"));
+        assert!(parse_listen("unix:").is_err());
+        assert!(parse_listen("localhost").is_err());
     }
 }
