@@ -3,6 +3,7 @@
 //! Unix socket.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,8 +85,14 @@ async fn serve(options: Options) -> anyhow::Result<()> {
             }
         }
         Listen::Unix(path) => {
-            // A socket file left by an earlier run would make the bind fail.
-            let _ = std::fs::remove_file(&path);
+            // A socket left by an earlier run would make the bind fail; anything else at that
+            // path is not ours to remove.
+            let stale =
+                std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_socket());
+            if stale {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing the old socket {}", path.display()))?;
+            }
             let listener =
                 UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
             tracing::info!(listen = %path.display(), "upstream ready");
