@@ -174,15 +174,20 @@ def latency_section(rounds):
     ]
 
 
-def unix_pairs_of(folder):
-    """Portcullis's CPU per full and resumed handshake with a TCP and with a Unix-socket
-    upstream, one entry per pair of bench/peers/unix.sh, or None when there are none."""
+# How upstreams.sh reaches the upstream, in the order its tables show them.
+UPSTREAM_WAYS = (("tcp", "TCP mode, TCP"), ("unix", "TCP mode, Unix socket"),
+                 ("http", "HTTP mode, pooled TCP"))
+
+
+def upstream_rounds_of(folder):
+    """Portcullis's CPU per full and resumed handshake for each way of reaching the upstream,
+    one entry per round of bench/peers/upstreams.sh, or None when there are none."""
     if not folder or not os.path.isdir(folder):
         return None
     found = []
-    for pair in itertools.count(1):
-        reports = {(upstream, mode): load(folder, f"{pair}-{upstream}-{mode}")
-                   for upstream in ("tcp", "unix") for mode in ("full", "resumed")}
+    for number in itertools.count(1):
+        reports = {(way, mode): load(folder, f"{number}-{way}-{mode}")
+                   for way, _ in UPSTREAM_WAYS for mode in ("full", "resumed")}
         if not any(reports.values()):
             break
         if not all(reports.values()):
@@ -193,45 +198,55 @@ def unix_pairs_of(folder):
     return found or None
 
 
-def unix_section(pairs):
-    """Markdown for what a Unix-socket upstream saves, from unix.sh."""
-    if not pairs:
+def upstreams_section(rounds):
+    """Markdown for what each way of reaching the upstream costs, from upstreams.sh."""
+    if not rounds:
         return []
 
     def cpu(figures):
         return f"{fmt(figures[0])} ({fmt(figures[1])})"
 
     rows = []
-    for number, pair in enumerate(pairs, 1):
-        for upstream, label in (("tcp", "TCP"), ("unix", "Unix socket")):
-            full, resumed = pair[(upstream, "full")], pair[(upstream, "resumed")]
+    for number, measured in enumerate(rounds, 1):
+        for way, label in UPSTREAM_WAYS:
+            full, resumed = measured[(way, "full")], measured[(way, "resumed")]
             rows.append([str(number), label, cpu(full), cpu(resumed),
                          f"{full[0] / resumed[0]:.2f}"])
 
-    def middle(upstream, mode):
-        return median(pair[(upstream, mode)][0] for pair in pairs)
+    def middle(way, mode):
+        return median(measured[(way, mode)][0] for measured in rounds)
 
-    ratios = {upstream: median(pair[(upstream, "full")][0] / pair[(upstream, "resumed")][0]
-                               for pair in pairs) for upstream in ("tcp", "unix")}
-    saved = {mode: median(pair[("tcp", mode)][0] - pair[("unix", mode)][0] for pair in pairs)
-             for mode in ("full", "resumed")}
+    def ratio_of(way):
+        return median(measured[(way, "full")][0] / measured[(way, "resumed")][0]
+                      for measured in rounds)
+
+    def saved(way, mode):
+        return median(measured[("tcp", mode)][0] - measured[(way, mode)][0]
+                      for measured in rounds)
+
+    lines = []
+    for way, label in UPSTREAM_WAYS:
+        line = (f"{label}: full {fmt(middle(way, 'full'))} µs, resumed "
+                f"{fmt(middle(way, 'resumed'))} µs, full/resumed {ratio_of(way):.2f}")
+        if way != "tcp":
+            line += (f"; against TCP mode over TCP in the same round it saves "
+                     f"{fmt(saved(way, 'full'))} µs full and {fmt(saved(way, 'resumed'))} µs "
+                     "resumed")
+        lines.append(line)
     return [
-        "## Upstream over a Unix socket (`bench/peers/unix.sh`)",
+        "## How Portcullis reaches its upstream (`bench/peers/upstreams.sh`)",
         "",
-        "The same Portcullis forwarding to the same upstream program over loopback TCP or "
-        "over a Unix socket, in alternating pairs a few seconds apart; TLS 1.3 handshakes "
-        "with one request each, c=16, server CPU per handshake (kernel part in brackets). "
-        "Only Portcullis is measured: every server in the tables above uses the TCP "
-        "upstream.",
+        "The same Portcullis and the same upstream program three ways, a few seconds apart in "
+        "each round, the order shifting every round: TCP mode over loopback TCP (a new "
+        "upstream connection for every client connection, as in the tables above), TCP mode "
+        "over a Unix socket, and HTTP mode over loopback TCP, where upstream connections are "
+        "pooled and outlive the client connections. TLS 1.3 handshakes with one request "
+        "each, c=16, server CPU per handshake (kernel part in brackets). Only Portcullis is "
+        "measured: every server in the tables above runs in TCP mode over TCP.",
         "",
-        table(rows, ["pair", "upstream", "full hs CPU µs", "resumed hs CPU µs",
+        table(rows, ["round", "upstream", "full hs CPU µs", "resumed hs CPU µs",
                      "full/resumed"]),
         "",
-        f"- Medians over {len(pairs)} pair(s): full {fmt(middle('tcp', 'full'))} µs over TCP, "
-        f"{fmt(middle('unix', 'full'))} µs over the Unix socket (saving {fmt(saved['full'])} "
-        f"µs within each pair); resumed {fmt(middle('tcp', 'resumed'))} and "
-        f"{fmt(middle('unix', 'resumed'))} µs (saving {fmt(saved['resumed'])} µs); "
-        f"full/resumed {ratios['tcp']:.2f} over TCP and {ratios['unix']:.2f} over the Unix "
-        "socket.",
+        *(f"- {line} (medians over {len(rounds)} round(s))." for line in lines),
         "",
     ]

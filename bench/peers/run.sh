@@ -18,8 +18,8 @@
 #   PAIRS=5          Portcullis / bare handshake pairs after the rounds (bench/peers/pairs.sh)
 #   LATENCY_ROUNDS=5 alternating added-latency rounds after those (bench/peers/latency.sh;
 #                    0 skips them)
-#   UNIX_PAIRS=3     Portcullis with a TCP and with a Unix-socket upstream, in alternating
-#                    pairs (bench/peers/unix.sh; 0 skips them)
+#   UPSTREAM_ROUNDS=3  Portcullis over a TCP upstream, a Unix-socket upstream and a pooled
+#                    HTTP-mode upstream, a few seconds apart (bench/peers/upstreams.sh; 0 skips)
 # Every load is bounded in time, and only 127.0.0.1 is used.
 set -euo pipefail
 
@@ -155,9 +155,10 @@ main() {
             bash "$PEERS/latency.sh" >/dev/null \
             || log "the latency rounds failed; BENCHMARKS.md goes without them"
     fi
-    if [ "${UNIX_PAIRS:-3}" != 0 ]; then
-        SKIP_BUILD=1 RUN_DIR="$RUN" UNIX_DIR="$RUN/results/unix" bash "$PEERS/unix.sh" \
-            >/dev/null || log "the Unix-socket pairs failed; BENCHMARKS.md goes without them"
+    if [ "${UPSTREAM_ROUNDS:-3}" != 0 ]; then
+        SKIP_BUILD=1 RUN_DIR="$RUN" UPSTREAMS_DIR="$RUN/results/upstreams" \
+            bash "$PEERS/upstreams.sh" >/dev/null \
+            || log "the upstream rounds failed; BENCHMARKS.md goes without them"
     fi
     python3 "$PEERS/summarize.py" "$RUN/results" "$ROOT/bench/BENCHMARKS.md" \
         "$ROOT/bench/benchmarks.png" "$ROOT/target/criterion"

@@ -4,7 +4,7 @@
 Usage: summarize.py RESULTS_DIR BENCHMARKS_MD PLOT_PNG [CRITERION_DIR]
        summarize.py --pairs PAIRS_DIR     (prints the paired handshake section of pairs.sh)
        summarize.py --latency LATENCY_DIR (prints the latency rounds of latency.sh)
-       summarize.py --unix UNIX_DIR       (prints the Unix-socket upstream pairs of unix.sh)
+       summarize.py --upstreams DIR       (prints the upstream rounds of upstreams.sh)
 
 Every figure comes from the JSON reports of portcullis-load in RESULTS_DIR; nothing here is a
 measurement. Qualitative explanations live in bench/peers/notes.md and are appended verbatim.
@@ -16,7 +16,8 @@ import sys
 
 from figures import LABELS, PEERS, SERVERS, added, fmt, load, median, ratio, table, verdict
 from paired import latency_rounds_of, latency_section, latency_verdicts
-from paired import paired_ratio, pairs_of, pairs_section, unix_pairs_of, unix_section
+from paired import paired_ratio, pairs_of, pairs_section
+from paired import upstream_rounds_of, upstreams_section
 from rotations import rotation_section
 
 
@@ -368,8 +369,8 @@ def main():
     if sys.argv[1:2] == ["--latency"]:
         print("\n".join(latency_section(latency_rounds_of(sys.argv[2]))))
         return
-    if sys.argv[1:2] == ["--unix"]:
-        print("\n".join(unix_section(unix_pairs_of(sys.argv[2]))))
+    if sys.argv[1:2] == ["--upstreams"]:
+        print("\n".join(upstreams_section(upstream_rounds_of(sys.argv[2]))))
         return
     results, out_md, out_png = sys.argv[1:4]
     pairs = pairs_of(os.path.join(results, "pairs"))
@@ -468,7 +469,7 @@ def main():
     parts += rounds_section(per_round)
     parts += pairs_section(pairs)
     parts += latency_section(latency)
-    parts += unix_section(unix_pairs_of(os.path.join(results, "unix")))
+    parts += upstreams_section(upstream_rounds_of(os.path.join(results, "upstreams")))
     parts += rotation_section(rounds)
     parts += criterion_section(sys.argv[4] if len(sys.argv) > 4 else None)
     if notes:
@@ -482,7 +483,7 @@ def main():
         "    bench/peers/run.sh",
         "bench/peers/pairs.sh                     # the handshake pairs alone, about 3 minutes",
         "bench/peers/latency.sh                   # the latency rounds alone, about 8 minutes",
-        "bench/peers/unix.sh                      # TCP against Unix-socket upstream, 3 minutes",
+        "bench/peers/upstreams.sh                 # three ways to the upstream, about 4 minutes",
         "```",
         "",
         "Each measurement is one `portcullis-load` command (see `target/peers/results/*.txt`"
