@@ -113,7 +113,7 @@ def combine(per_round):
     return combined
 
 
-def targets(m, pairs=None, latency=None):
+def targets(m, pairs=None, latency=None, criterion=None):
     """The issue's targets for Portcullis, each with its measured margin."""
     p, h, b = m.get("portcullis"), m.get("haproxy"), m.get("bare")
     lines = []
@@ -150,6 +150,7 @@ def targets(m, pairs=None, latency=None):
                 "TLS 1.3 resumption with rustls still does an X25519 exchange, and every "
                 "connection pays the same socket costs resumed or not (see \"Resumption "
                 "against full handshakes\" below and the in-memory rows).")
+            lines += resumption_in_memory(criterion or {}, b)
     peers = [m[s] for s in PEERS if m.get(s) and m[s]["added50"] is not None]
     if peers and p["added50"] is not None:
         best50 = min(x["added50"] for x in peers)
@@ -197,6 +198,32 @@ def targets(m, pairs=None, latency=None):
             f"- ≤ 16 KiB per idle mTLS connection: {p['idle_kib']:.1f} KiB "
             f"({verdict(p['idle_kib'] <= 16)}).")
     return lines
+
+
+def resumption_in_memory(criterion, bare):
+    """What the TLS layer alone allows the resumption ratio, from the criterion figures, and
+    what a socket adds to each side of it, from the bare terminator."""
+    prefix = "server_cpu_{}_handshake/TLS13_AES_128_GCM_SHA256/X25519"
+    full = criterion.get(prefix.format("full"))
+    two = criterion.get(prefix.format("resumed") + ", 2 tickets")
+    one = criterion.get(prefix.format("resumed") + ", 1 ticket")
+    if not (full and two and one):
+        return []
+    full, two, one = full[0] / 1000, two[0] / 1000, one[0] / 1000
+    line = (f"  The TLS layer alone, in memory (criterion, same suite and group): rustls' server "
+            f"spends {fmt(full)} µs on a full handshake and {fmt(two)} µs on a resumed one "
+            f"issuing two tickets (rustls' default, kept here), {full / two:.2f}×, or "
+            f"{fmt(one)} µs issuing one, {full / one:.2f}×")
+    if bare and bare["full_cpu"] and bare["resumed_cpu"]:
+        line += (f". On a socket the bare terminator spends {fmt(bare['full_cpu'] - full)} µs "
+                 f"more than that per full handshake and {fmt(bare['resumed_cpu'] - two)} µs "
+                 "more per resumed one")
+    line += (". Whatever a socket adds to both lowers the ratio, so with two tickets no rustls "
+             "server on a socket reaches 3×")
+    if full / one > 3:
+        line += (f", and with one only if a connection's socket work cost under "
+                 f"{fmt((full - 3 * one) / 2, 1)} µs")
+    return [line + "."]
 
 
 def bulk_ceiling(m):
@@ -287,29 +314,32 @@ def rounds_section(per_round):
     ]
 
 
-def criterion_section(criterion_dir):
-    """In-memory figures from the last `cargo bench -p portcullis-bench`, when present."""
+def criterion_means(criterion_dir):
+    """{benchmark id: (mean, low, high) in ns} from the last `cargo bench`, or {}."""
+    means = {}
     if not criterion_dir or not os.path.isdir(criterion_dir):
-        return []
-    rows = []
+        return means
     for dirpath, _, files in os.walk(criterion_dir):
         if os.path.basename(dirpath) != "new" or "estimates.json" not in files:
             continue
         with open(os.path.join(dirpath, "benchmark.json")) as handle:
             name = json.load(handle)["full_id"]
         with open(os.path.join(dirpath, "estimates.json")) as handle:
-            estimates = json.load(handle)
-        mean = estimates["mean"]
-        low, high = mean["confidence_interval"]["lower_bound"], \
-            mean["confidence_interval"]["upper_bound"]
-        rows.append((name, mean["point_estimate"], low, high))
+            mean = json.load(handle)["mean"]
+        interval = mean["confidence_interval"]
+        means[name] = (mean["point_estimate"], interval["lower_bound"], interval["upper_bound"])
+    return means
+
+
+def criterion_section(means):
+    """In-memory figures from the last `cargo bench -p portcullis-bench`, when present."""
+    rows = sorted((name, *figures) for name, figures in means.items())
     if not rows:
         return []
 
     def show(ns):
         return f"{ns / 1000:,.1f} µs" if ns >= 1000 else f"{ns:,.1f} ns"
 
-    rows.sort()
     return [
         "## In memory (criterion, `cargo bench -p portcullis-bench`)",
         "",
@@ -373,6 +403,7 @@ def main():
         print("\n".join(upstreams_section(upstream_rounds_of(sys.argv[2]))))
         return
     results, out_md, out_png = sys.argv[1:4]
+    criterion = criterion_means(sys.argv[4] if len(sys.argv) > 4 else None)
     pairs = pairs_of(os.path.join(results, "pairs"))
     latency = latency_rounds_of(os.path.join(results, "latency"))
     rounds = rounds_of(results)
@@ -463,7 +494,7 @@ def main():
         "",
         "## Targets (Portcullis, as ratios within this run)",
         "",
-        *targets(m, pairs, latency),
+        *targets(m, pairs, latency, criterion),
         "",
     ]
     parts += rounds_section(per_round)
@@ -471,7 +502,7 @@ def main():
     parts += latency_section(latency)
     parts += upstreams_section(upstream_rounds_of(os.path.join(results, "upstreams")))
     parts += rotation_section(rounds)
-    parts += criterion_section(sys.argv[4] if len(sys.argv) > 4 else None)
+    parts += criterion_section(criterion)
     if notes:
         parts += [notes, ""]
     parts += [
