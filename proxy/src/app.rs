@@ -252,8 +252,11 @@ pub async fn start(
         .into_iter()
         .map(|listener| tokio::spawn(listener.run()))
         .collect();
+    let runtime = tokio::runtime::Handle::current();
     info!(admin = %admin_address,
         record_protection = portcullis_rotator::crypto::aead_source().as_str(),
+        runtime = ?runtime.runtime_flavor(),
+        workers = runtime.metrics().num_workers(),
         "portcullis started");
 
     Ok(Running {

@@ -78,8 +78,23 @@ impl Portcullis {
         portcullis
     }
 
+    /// Starts `portcullis run` pinned to CPU 0 (`taskset`), so that it may use one CPU only;
+    /// waits until `/readyz` answers 200.
+    pub async fn start_on_one_cpu(config: &str) -> Self {
+        let mut taskset = Command::new("taskset");
+        taskset.args(["-c", "0"]).arg(binary());
+        let portcullis = Self::spawn_command(taskset, config);
+        portcullis.wait_ready().await;
+        portcullis
+    }
+
     /// Starts the process without waiting for readiness.
     pub fn spawn(config: &str) -> Self {
+        Self::spawn_command(Command::new(binary()), config)
+    }
+
+    /// Runs `command` (the binary, or a wrapper around it) with `run --config`.
+    fn spawn_command(mut command: Command, config: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config_path = dir.path().join("portcullis.toml");
@@ -88,7 +103,7 @@ impl Portcullis {
         let log_path = dir.path().join("portcullis.log");
         let log = std::fs::File::create(&log_path).expect("log file");
 
-        let child = Command::new(binary())
+        let child = command
             .arg("run")
             .arg("--config")
             .arg(&config_path)

@@ -1,5 +1,5 @@
 //! The data path end to end: mTLS in TCP and HTTP mode, half-close, PROXY protocol v2,
-//! ALPN-chosen HTTP/2, and `X-Forwarded-Client-Cert` handling.
+//! ALPN-chosen HTTP/2, `X-Forwarded-Client-Cert` handling, and a proxy limited to one CPU.
 
 use portcullis_tests::client::{self, https_get, plain_round_trip, tls_round_trip};
 use portcullis_tests::pki::TestPki;
@@ -158,4 +158,53 @@ async fn http_mode_passes_identity_and_strips_forged_xfcc() {
     );
     let protos = upstream.header_values("x-forwarded-proto");
     assert_eq!(protos[0], vec!["https".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limited_to_one_cpu_it_runs_single_threaded_and_forwards_both_modes() {
+    let pki = TestPki::new("one CPU CA");
+    let tcp_upstream = TcpUpstream::start().await;
+    let http_upstream = HttpUpstream::start().await;
+    let listeners = format!(
+        r#"
+[[listener]]
+name = "tcp"
+listen = "127.0.0.1:0"
+upstream = "{tcp}"
+
+[[listener]]
+name = "http"
+listen = "127.0.0.1:0"
+upstream = "{http}"
+protocol = "http"
+"#,
+        tcp = tcp_upstream.address,
+        http = http_upstream.address,
+    );
+    let proxy = Portcullis::start_on_one_cpu(&config(&pki, &listeners)).await;
+    assert!(
+        proxy.log().contains("CurrentThread"),
+        "expected the single-threaded runtime on one CPU; log:\n{}",
+        proxy.log()
+    );
+
+    let client = pki.client(CLIENT_ID);
+    let tls = client::config(&pki.ca_cert(), Some(&client), &[]);
+    let tcp = proxy.listener("tcp").await;
+    for _ in 0..3 {
+        let reply = tls_round_trip(tcp, tls.clone(), b"one cpu")
+            .await
+            .expect("round trip");
+        assert_eq!(String::from_utf8_lossy(&reply), "got 7 bytes: one cpu");
+    }
+
+    let http = proxy.listener("http").await;
+    let tls = client::config(&pki.ca_cert(), Some(&client), &["h2", "http/1.1"]);
+    for path in ["/first", "/second"] {
+        let reply = https_get(http, tls.clone(), path, &[])
+            .await
+            .expect("https get");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, format!("upstream saw {path}"));
+    }
 }
