@@ -28,7 +28,8 @@ struct Options {
     /// Size of the fixed response body.
     #[arg(long, default_value_t = 13)]
     body_size: usize,
-    /// Runtime worker threads; the CPUs this process may use if unset.
+    /// Runtime worker threads; the CPUs this process may use if unset. One means a
+    /// single-threaded runtime.
     #[arg(long)]
     threads: Option<usize>,
     /// Handshake timeout in seconds.
@@ -47,8 +48,16 @@ fn main() -> anyhow::Result<()> {
         .threads
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
         .unwrap_or(1);
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
+    // The same rule as Portcullis: on one CPU a single-threaded runtime, which spares the
+    // hand-off between the accepting main thread and a lone worker.
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder
         .enable_all()
         .build()
         .context("building the runtime")?
