@@ -37,12 +37,7 @@ source "$PEERS/lib.sh"
 latency() { # latency NAME PORT EXTRA...: one open-loop keep-alive run into OUT/NAME.json
     local name="$1" port="$2"
     shift 2
-    taskset -c "$LOAD_CPU" "$BIN/portcullis-load" --target "127.0.0.1:$port" \
-        --ca "$RUN/certs/ca.pem" --cert "$RUN/certs/client.pem" --key "$RUN/certs/client.key" \
-        --group X25519 --tls 1.3 --warm-up 1s --mode keepalive -c 4 --rate "$RATE" \
-        -d "$DURATION" --json-out "$OUT/$name.json" "$@" \
-        >"$OUT/$name.txt" 2>"$OUT/$name.err" \
-        || { log "$name failed: $(tail -1 "$OUT/$name.err")"; return 1; }
+    load_into "$name" "$port" --mode keepalive -c 4 --rate "$RATE" -d "$DURATION" "$@"
 }
 
 measure_round() { # measure_round N: every server once, the order shifted by N - 1

@@ -91,6 +91,17 @@ start_bare() { # start_bare CPU PORT: the bare rustls terminator with the shared
         --cert "$RUN/certs/server.pem" --key "$RUN/certs/server.key" --ca "$RUN/certs/ca.pem"
 }
 
+load_into() { # load_into NAME PORT EXTRA...: one portcullis-load run on LOAD_CPU, TLS 1.3 with
+    # X25519 and the shared client certificate; JSON, text and errors into OUT/NAME.*
+    local name="$1" port="$2"
+    shift 2
+    taskset -c "$LOAD_CPU" "$BIN/portcullis-load" --target "127.0.0.1:$port" \
+        --ca "$RUN/certs/ca.pem" --cert "$RUN/certs/client.pem" --key "$RUN/certs/client.key" \
+        --group X25519 --tls 1.3 --warm-up 1s --json-out "$OUT/$name.json" "$@" \
+        >"$OUT/$name.txt" 2>"$OUT/$name.err" \
+        || { log "$name failed: $(tail -1 "$OUT/$name.err")"; return 1; }
+}
+
 prepare_stage() { # prepare_stage: build (unless SKIP_BUILD=1), empty OUT, make missing certs
     if [ "${SKIP_BUILD:-}" != 1 ]; then
         log "building (release)"

@@ -36,12 +36,8 @@ source "$PEERS/lib.sh"
 handshakes() { # handshakes NAME PORT PID EXTRA...: one measurement into OUT/NAME.json
     local name="$1" port="$2" pid="$3"
     shift 3
-    taskset -c "$LOAD_CPU" "$BIN/portcullis-load" --target "127.0.0.1:$port" \
-        --ca "$RUN/certs/ca.pem" --cert "$RUN/certs/client.pem" --key "$RUN/certs/client.key" \
-        --group X25519 --tls 1.3 --warm-up 1s --mode full -c 16 -d "$DURATION" \
-        --server-pid "$pid" --upstream-pid "$UPSTREAM_PID" --json-out "$OUT/$name.json" "$@" \
-        >"$OUT/$name.txt" 2>"$OUT/$name.err" \
-        || { log "$name failed: $(tail -1 "$OUT/$name.err")"; return 1; }
+    load_into "$name" "$port" --mode full -c 16 -d "$DURATION" --server-pid "$pid" \
+        --upstream-pid "$UPSTREAM_PID" "$@"
 }
 
 measure_pair() { # measure_pair N: both servers, each flat out and at RATE

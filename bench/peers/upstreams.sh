@@ -35,13 +35,7 @@ WAYS=(tcp unix http)
 source "$PEERS/lib.sh"
 
 handshakes() { # handshakes NAME PID MODE: one run of MODE handshakes into OUT/NAME.json
-    local name="$1" pid="$2" mode="$3"
-    taskset -c "$LOAD_CPU" "$BIN/portcullis-load" --target "127.0.0.1:$PORT" \
-        --ca "$RUN/certs/ca.pem" --cert "$RUN/certs/client.pem" --key "$RUN/certs/client.key" \
-        --group X25519 --tls 1.3 --warm-up 1s --mode "$mode" -c 16 -d "$DURATION" \
-        --server-pid "$pid" --json-out "$OUT/$name.json" \
-        >"$OUT/$name.txt" 2>"$OUT/$name.err" \
-        || { log "$name failed: $(tail -1 "$OUT/$name.err")"; return 1; }
+    load_into "$1" "$PORT" --mode "$3" -c 16 -d "$DURATION" --server-pid "$2"
 }
 
 measure_round() { # measure_round N: Portcullis each way, starting one further along each round
